@@ -1,0 +1,160 @@
+"""Per-hop audio features: RMS/dBFS/peak, band energies (raw, normalised, auto-gain) and spectral centroid.
+
+Everything here is plain numpy on one mono hop plus the magnitude spectrum of the window that ends with it; no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How the level and spectral features are computed."""
+
+    fft_size: int = 2048  # analysis window in samples (Hann): 23 Hz bins at 48 kHz, 43 ms
+    band_names: tuple[str, ...] = ("bass", "low_mid", "mid", "high")  # feature keys audio/<name>
+    band_edges_hz: tuple[float, ...] = (20.0, 250.0, 500.0, 2000.0, 20000.0)  # len(band_names) + 1, increasing
+    long_term_s: float = 10.0  # time constant of the running average behind audio/<band>_norm
+    auto_gain_release_s: float = 8.0  # how fast the auto-gain peak tracker forgets a loud passage
+    gate_db: float = -70.0  # quieter than this (dBFS) counts as silence: _norm, _auto and level read 0
+    floor_db: float = -120.0  # audio/rms_db never reads lower than this
+
+    def __post_init__(self) -> None:
+        if self.fft_size < 256 or self.fft_size & (self.fft_size - 1):
+            raise ValueError(f"fft_size must be a power of two >= 256, got {self.fft_size}")
+        if len(self.band_edges_hz) != len(self.band_names) + 1:
+            raise ValueError(
+                f"band_edges_hz needs len(band_names) + 1 = {len(self.band_names) + 1} edges, got {len(self.band_edges_hz)}"
+            )
+        if any(b <= a for a, b in zip(self.band_edges_hz, self.band_edges_hz[1:])) or self.band_edges_hz[0] < 0:
+            raise ValueError(f"band_edges_hz must be >= 0 and strictly increasing, got {self.band_edges_hz}")
+        if len(set(self.band_names)) != len(self.band_names):
+            raise ValueError(f"band_names must be unique, got {self.band_names}")
+        if self.long_term_s <= 0 or self.auto_gain_release_s <= 0:
+            raise ValueError("long_term_s and auto_gain_release_s must be > 0 seconds")
+        if self.floor_db >= self.gate_db:
+            raise ValueError(f"floor_db ({self.floor_db}) must be below gate_db ({self.gate_db})")
+
+
+def rms(x: np.ndarray) -> float:
+    """Root mean square of a block."""
+    return math.sqrt(float(np.dot(x, x)) / max(len(x), 1))
+
+
+def to_db(amplitude: float, floor_db: float = -120.0) -> float:
+    """Linear amplitude (1.0 = full scale) to dBFS, never below floor_db."""
+    return max(20.0 * math.log10(amplitude), floor_db) if amplitude > 0 else floor_db
+
+
+class Spectrum:
+    """Sliding Hann-window magnitude spectrum: push one hop, get the spectrum of the window ending with it."""
+
+    def __init__(self, fft_size: int, hop: int) -> None:
+        if hop <= 0 or hop > fft_size:
+            raise ValueError(f"hop must be in 1..fft_size ({fft_size}), got {hop}")
+        self.fft_size = fft_size
+        self.hop = hop
+        self.window = np.hanning(fft_size + 1)[:-1].astype(np.float64)  # periodic Hann
+        self._buffer = np.zeros(fft_size, dtype=np.float64)
+        self._scale = 2.0 / float(self.window.sum())  # a full-scale sine reads magnitude 1.0 at its peak bin
+        # sum over one-sided bins of |X|^2 * power_scale = mean power of the signal (Parseval with the window)
+        self.power_scale = 2.0 / float(np.dot(self.window, self.window)) / fft_size / self._scale**2
+
+    def push(self, hop: np.ndarray) -> np.ndarray:
+        """Append a mono hop (len == hop) and return the scaled magnitude spectrum (fft_size // 2 + 1 bins)."""
+        n = self.hop
+        self._buffer[:-n] = self._buffer[n:]
+        self._buffer[-n:] = hop
+        return np.abs(np.fft.rfft(self._buffer * self.window)) * self._scale
+
+
+def band_bins(edges_hz: tuple[float, ...], sample_rate: int, fft_size: int) -> list[slice]:
+    """The rfft bin ranges [lo, hi) whose centre frequencies fall in each band; edges above Nyquist are clipped."""
+    nyquist_bin = fft_size // 2
+    bins = [min(int(math.ceil(e * fft_size / sample_rate)), nyquist_bin + 1) for e in edges_hz]
+    slices = [slice(lo, hi) for lo, hi in zip(bins, bins[1:])]
+    empty = [i for i, s in enumerate(slices) if s.stop <= s.start]
+    if empty:
+        raise ValueError(
+            f"bands {empty} of edges {edges_hz} hold no FFT bin at {sample_rate} Hz with fft_size {fft_size}: "
+            "widen them or raise fft_size"
+        )
+    return slices
+
+
+def band_powers(magnitude: np.ndarray, bins: list[slice], power_scale: float) -> np.ndarray:
+    """Mean signal power in each band (a full-scale sine inside a band gives 0.5 there)."""
+    power = magnitude * magnitude
+    return np.array([power[s].sum() for s in bins]) * power_scale
+
+
+def spectral_centroid(magnitude: np.ndarray, freqs_hz: np.ndarray) -> float:
+    """Magnitude-weighted mean frequency in Hz (0 for a silent spectrum)."""
+    total = float(magnitude.sum())
+    return float(np.dot(magnitude, freqs_hz)) / total if total > 1e-12 else 0.0
+
+
+class FeatureExtractor:
+    """Turns (hop, spectrum) into the level and spectral feature vector named by `names`."""
+
+    def __init__(self, config: FeatureConfig, sample_rate: int, hop: int) -> None:
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0 Hz, got {sample_rate}")
+        self.config = config
+        self.sample_rate = sample_rate
+        self.bins = band_bins(config.band_edges_hz, sample_rate, config.fft_size)
+        self.freqs_hz = np.fft.rfftfreq(config.fft_size, 1.0 / sample_rate)
+        self._power_scale = Spectrum(config.fft_size, hop).power_scale
+        hop_s = hop / sample_rate
+        self._avg_keep = math.exp(-hop_s / config.long_term_s)
+        self._peak_keep = math.exp(-hop_s / config.auto_gain_release_s)
+        self._gate = 10.0 ** (config.gate_db / 20.0)
+        k = len(config.band_names)
+        self._avg = np.zeros(k + 1)  # running mean amplitude: bands, then overall rms
+        self._avg_weight = 0.0  # bias correction so the average is meaningful from the first hop
+        self._peak = np.full(k + 1, self._gate)  # auto-gain peak trackers
+        self._log_span = math.log(max(sample_rate / 2.0, 40.0) / 20.0)
+        names = ["rms", "rms_db", "peak", "level", "centroid", "centroid_hz"]
+        for band in config.band_names:
+            names += [band, f"{band}_norm", f"{band}_auto"]
+        self.names: tuple[str, ...] = tuple(names)
+
+    def update(self, hop: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
+        """Features for one hop, in the order of `names` (band values are RMS amplitudes, like audio/rms)."""
+        level = rms(hop)
+        amps = np.empty(len(self.bins) + 1)
+        amps[:-1] = np.sqrt(band_powers(magnitude, self.bins, self._power_scale))
+        amps[-1] = level
+        audible = amps > self._gate
+        if level > self._gate:  # silence does not drag the long-term average down
+            self._avg = self._avg * self._avg_keep + amps * (1.0 - self._avg_keep)
+            self._avg_weight = self._avg_weight * self._avg_keep + (1.0 - self._avg_keep)
+        mean = self._avg / self._avg_weight if self._avg_weight > 0 else amps
+        norm = np.where(audible & (mean > self._gate), amps / np.maximum(mean, self._gate), 0.0)
+        self._peak = np.maximum(np.maximum(self._peak * self._peak_keep, amps), self._gate)
+        auto = np.where(audible, np.minimum(amps / self._peak, 1.0), 0.0)
+        centroid_hz = spectral_centroid(magnitude, self.freqs_hz) if level > self._gate else 0.0
+        centroid = math.log(centroid_hz / 20.0) / self._log_span if centroid_hz > 20.0 else 0.0
+        out = np.empty(len(self.names))
+        out[0:6] = (level, to_db(level, self.config.floor_db), float(np.abs(hop).max()), auto[-1], centroid, centroid_hz)
+        out[6::3] = amps[:-1]
+        out[7::3] = norm[:-1]
+        out[8::3] = auto[:-1]
+        return out
+
+
+def band_energy_fractions(signal: np.ndarray, sample_rate: int, config: FeatureConfig | None = None) -> dict[str, float]:
+    """Share of the total band energy that each band holds, averaged over a whole mono signal."""
+    config = config or FeatureConfig()
+    hop = config.fft_size // 4
+    spectrum = Spectrum(config.fft_size, hop)
+    bins = band_bins(config.band_edges_hz, sample_rate, config.fft_size)
+    total = np.zeros(len(bins))
+    for start in range(0, len(signal) - hop + 1, hop):
+        total += band_powers(spectrum.push(signal[start : start + hop]), bins, spectrum.power_scale)
+    share = total / max(float(total.sum()), 1e-30)
+    return dict(zip(config.band_names, (float(s) for s in share)))

@@ -1,0 +1,133 @@
+"""Onsets: log-compressed spectral flux (onset strength), online peak picking with an adaptive threshold.
+
+Peak picking follows the online scheme evaluated by Boeck, Krebs and Schedl (ISMIR 2012): a frame is an onset when
+it is the local maximum over a short past window (and `post_max_frames` of lookahead), it exceeds the recent mean by a
+margin, and the previous onset is at least `min_gap_s` back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OnsetConfig:
+    """Onset strength and peak picking settings."""
+
+    compression: float = 100.0  # gamma in log(1 + gamma * |X|): soft hits count, loudness matters less
+    max_freq_hz: float = 16000.0  # flux ignores bins above this
+    pre_max_s: float = 0.03  # an onset is the largest strength over this past window...
+    post_max_frames: int = 1  # ...and over this many future frames (the detection delay: one hop, 10.7 ms at 48 kHz)
+    pre_avg_s: float = 0.1  # the adaptive threshold averages the strength over this past window
+    threshold_ratio: float = 1.5  # strength must exceed threshold_ratio * that average...
+    threshold_rel: float = 0.08  # ...plus this share of the recent peak strength (keeps it level-independent)
+    threshold_abs: float = 0.02  # ...plus this absolute floor (silence and hiss give no onsets)
+    min_gap_s: float = 0.05  # at most one onset per this interval
+    peak_release_s: float = 6.0  # how fast the recent-peak reference forgets a loud passage
+    delay_windows: float = 0.34  # the flux peak lags the onset by this share of the FFT window; onset times subtract it
+
+    def __post_init__(self) -> None:
+        if self.compression <= 0:
+            raise ValueError(f"compression must be > 0, got {self.compression}")
+        if self.max_freq_hz <= 0:
+            raise ValueError(f"max_freq_hz must be > 0 Hz, got {self.max_freq_hz}")
+        if self.post_max_frames < 0:
+            raise ValueError(f"post_max_frames must be >= 0, got {self.post_max_frames}")
+        for name in ("pre_max_s", "pre_avg_s", "min_gap_s", "threshold_ratio", "threshold_rel", "threshold_abs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.peak_release_s <= 0:
+            raise ValueError(f"peak_release_s must be > 0 seconds, got {self.peak_release_s}")
+
+
+class OnsetStrength:
+    """Spectral flux of log-compressed magnitudes: the summed rise of every bin since the previous frame."""
+
+    def __init__(self, config: OnsetConfig, sample_rate: int, fft_size: int) -> None:
+        self._gamma = config.compression
+        self._bins = min(int(config.max_freq_hz * fft_size / sample_rate) + 1, fft_size // 2 + 1)
+        self._previous = np.zeros(self._bins)
+        self._log = np.zeros(self._bins)
+
+    def update(self, magnitude: np.ndarray) -> float:
+        """Onset strength for one frame's magnitude spectrum (mean rise per bin, >= 0)."""
+        np.log1p(magnitude[: self._bins] * self._gamma, out=self._log)
+        rise = self._log - self._previous
+        self._previous, self._log = self._log, self._previous
+        return float(np.maximum(rise, 0.0, out=rise).sum()) / self._bins
+
+
+class OnsetDetector:
+    """Online peak picker over the onset strength; `update` returns the onset's time when one is confirmed."""
+
+    def __init__(self, config: OnsetConfig, frame_rate_hz: float, window_s: float) -> None:
+        if frame_rate_hz <= 0 or window_s <= 0:
+            raise ValueError(f"frame_rate_hz and window_s must be > 0, got {frame_rate_hz}, {window_s}")
+        self.config = config
+        self._delay_s = config.delay_windows * window_s
+        self._frame_s = 1.0 / frame_rate_hz
+        self._pre_max = max(1, round(config.pre_max_s * frame_rate_hz))
+        self._pre_avg = max(1, round(config.pre_avg_s * frame_rate_hz))
+        self._post = config.post_max_frames
+        self._history = np.zeros(max(self._pre_max, self._pre_avg) + self._post + 1)  # newest last
+        self._seen = 0
+        self._peak = 0.0
+        self._peak_keep = math.exp(-self._frame_s / config.peak_release_s)
+        self._last_onset_s = -math.inf
+
+    @property
+    def peak_strength(self) -> float:
+        """The recent-peak reference that strengths are measured against (for 0..1 normalisation)."""
+        return self._peak
+
+    def update(self, strength: float, frame_time_s: float) -> float | None:
+        """Feed the strength of the frame ending at frame_time_s; returns an onset time (seconds) or None."""
+        h = self._history
+        h[:-1] = h[1:]
+        h[-1] = strength
+        self._seen += 1
+        self._peak = max(strength, self._peak * self._peak_keep)
+        c = len(h) - 1 - self._post  # the candidate frame, `post` frames back
+        if self._seen <= self._post:
+            return None
+        value = h[c]
+        past_max = h[c - self._pre_max : c].max()
+        future_max = h[c + 1 :].max() if self._post else -math.inf
+        if value <= past_max or value < future_max:
+            return None
+        cfg = self.config
+        threshold = cfg.threshold_ratio * float(h[c - self._pre_avg : c].mean())
+        threshold += cfg.threshold_rel * self._peak + cfg.threshold_abs
+        if value <= threshold:
+            return None
+        shift = 0.0
+        if self._post:  # parabolic peak interpolation: sub-frame timing from the neighbours
+            left, right = h[c - 1], h[c + 1]
+            curve = left - 2.0 * value + right
+            shift = 0.5 * (left - right) / curve if curve < 0 else 0.0
+        onset_s = frame_time_s - (self._post - shift) * self._frame_s - self._delay_s
+        if onset_s - self._last_onset_s < cfg.min_gap_s:
+            return None
+        self._last_onset_s = onset_s
+        return onset_s
+
+
+def match_onsets(detected: list[float], reference: list[float], tolerance_s: float) -> tuple[float, float, float]:
+    """(precision, recall, F1) of detected onset times against reference times, one-to-one within tolerance_s."""
+    detected, reference = sorted(detected), sorted(reference)
+    i = j = hits = 0
+    while i < len(detected) and j < len(reference):
+        gap = detected[i] - reference[j]
+        if abs(gap) <= tolerance_s:
+            hits, i, j = hits + 1, i + 1, j + 1
+        elif gap < 0:
+            i += 1
+        else:
+            j += 1
+    precision = hits / len(detected) if detected else 0.0
+    recall = hits / len(reference) if reference else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1

@@ -1,0 +1,406 @@
+"""The stage window: shows generated frames at the display rate with crossfades, scaling, HUD and performer keys.
+
+The runtime owns the main thread and calls `Stage.tick()` in a loop; the post-processing thread calls `submit()`.
+Frames are drawn as GPU textures through SDL's 2D renderer (pygame._sdl2.video), so scaling, crossfading and the
+HUD overlay cost the CPU almost nothing per display frame; a software renderer is the fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+
+import numpy as np
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+import pygame  # noqa: E402  (the prompt variable must be set first)
+from pygame._sdl2.video import Renderer, Texture, Window  # noqa: E402
+
+from livekit.renderer_display import (  # noqa: E402
+    centered_on_display,
+    check_display_index,
+    display_refresh_hz,
+    list_displays,
+)
+from livekit.renderer_hud import HudInfo, HudPainter, HudStatus  # noqa: E402
+from livekit.renderer_mix import SCALING_MODES, FrameMixer, MixState, scaled_rects  # noqa: E402
+
+__all__ = ["HudInfo", "Stage", "StageConfig", "list_displays"]
+
+log = logging.getLogger(__name__)
+
+_BLEND_NONE, _BLEND_ALPHA = 0, 1  # SDL_BLENDMODE_NONE, SDL_BLENDMODE_BLEND
+_ESC_CONFIRM_S = 2.0  # in fullscreen, Esc quits only when pressed twice within this many seconds
+_VSYNC_PROBE_TICKS = 30  # display frames measured before trusting vsync to pace the loop
+_KEY_ACTIONS = {pygame.K_f: "fullscreen", pygame.K_h: "hud", pygame.K_SPACE: "freeze", pygame.K_r: "record",
+                pygame.K_s: "screenshot", pygame.K_l: "learn"}
+for _n in range(1, 10):
+    _KEY_ACTIONS[getattr(pygame, f"K_{_n}")] = f"scene:{_n}"
+    _KEY_ACTIONS[getattr(pygame, f"K_KP{_n}")] = f"scene:{_n}"
+_CHORD_MODS = pygame.KMOD_CTRL | pygame.KMOD_ALT | pygame.KMOD_GUI  # shortcuts of the OS, not ours
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """How the stage window looks and paces itself."""
+
+    size_px: tuple[int, int] = (1280, 720)  # window size when windowed (rehearsal); fullscreen uses the desktop size
+    fullscreen: bool = False  # start fullscreen: borderless at the display's resolution, cursor hidden
+    display: int = 0  # display index the window opens on (`livekit devices` lists them)
+    scaling: str = "fit"  # fit: whole frame, letterboxed; fill: cover the screen, centre crop; stretch: ignore aspect
+    vsync: bool = True  # let presents wait for the display refresh where the platform gives it
+    show_hud: bool = False  # HUD visible at start (H toggles it)
+    title: str = "livekit"  # window title
+    display_hz: float | None = None  # display rate to pace to without vsync; None: the display's refresh rate
+    crossfade_max_s: float = 0.5  # longest crossfade between two generated frames; 0 cuts instead
+    hud_hz: float = 30.0  # how often the HUD panel is redrawn (the picture itself moves at the display rate)
+
+    def __post_init__(self) -> None:
+        if self.scaling not in SCALING_MODES:
+            raise ValueError(f"scaling must be one of {', '.join(SCALING_MODES)}, got {self.scaling!r}")
+        if len(self.size_px) != 2 or min(self.size_px) < 16:
+            raise ValueError(f"size_px must be (width, height) of at least 16 px each, got {self.size_px}")
+        if self.display < 0:
+            raise ValueError(f"display must be a display index >= 0, got {self.display}")
+        if self.display_hz is not None and not 1.0 <= self.display_hz <= 1000.0:
+            raise ValueError(f"display_hz must be in 1..1000 (or None for the display's rate), got {self.display_hz}")
+        if self.crossfade_max_s < 0:
+            raise ValueError(f"crossfade_max_s must be >= 0 (0 cuts between frames), got {self.crossfade_max_s}")
+        if self.hud_hz <= 0:
+            raise ValueError(f"hud_hz must be > 0, got {self.hud_hz}")
+
+
+class Stage:
+    """The output window; open() and tick() on the main thread, submit()/set_hud()/notify() from any thread."""
+
+    def __init__(self, config: StageConfig | None = None) -> None:
+        self.config = config or StageConfig()
+        self._mixer = FrameMixer(self.config.crossfade_max_s)
+        self._lock = threading.Lock()
+        self._hud_info = HudInfo()
+        self._toast: tuple[str, float] | None = None  # (text, visible until monotonic s)
+        self._window: Window | None = None
+        self._renderer: Renderer | None = None
+        self._painter: HudPainter | None = None
+        self._textures: dict[str, tuple[Texture, np.ndarray]] = {}  # slot -> (texture, the array it shows)
+        self._hud_texture: Texture | None = None
+        self._hud_drawn_s = -math.inf
+        self._hud_window_px: tuple[int, int] = (0, 0)
+        self._shown: MixState | None = None
+        self._shown_frame: tuple[tuple[int, float], np.ndarray | None] | None = None
+        self._presents: deque[float] = deque(maxlen=600)
+        self._fullscreen = self.config.fullscreen
+        self._hud_visible = self.config.show_hud
+        self._last_esc_s = -math.inf
+        self._period_s = 1.0 / 60.0
+        self._pacing = "clock"
+        self._deadline_s = 0.0
+        self._errors = 0
+        self._last_logged: tuple[str, float] = ("", -math.inf)
+        self.last_frame_time_s: float | None = None  # time_s of the newest submitted frame
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------
+    def open(self) -> None:
+        """Create the window and renderer on the configured display (no-op when already open)."""
+        if self._window is not None:
+            return
+        os.environ.setdefault("SDL_VIDEO_MINIMIZE_ON_FOCUS_LOSS", "0")  # a click on another screen keeps the show
+        os.environ.setdefault("SDL_RENDER_SCALE_QUALITY", "linear")  # smooth filtering when textures scale
+        pygame.display.init()
+        check_display_index(self.config.display)
+        hz = self.config.display_hz or display_refresh_hz(self.config.display)
+        self._period_s = 1.0 / hz
+        self._window = Window(self.config.title, size=self.config.size_px, resizable=True,
+                              position=centered_on_display(self.config.display))
+        try:
+            self._renderer = Renderer(self._window, vsync=self.config.vsync)
+        except pygame.error as exc:
+            log.warning("accelerated renderer unavailable (%s); using SDL's software renderer", exc)
+            self._renderer = Renderer(self._window, accelerated=0, vsync=self.config.vsync)
+        self._painter = HudPainter()
+        self._pacing = "probe" if self.config.vsync else "clock"
+        self._deadline_s = time.monotonic()
+        if self._fullscreen:
+            self._apply_fullscreen(True)
+
+    def close(self) -> None:
+        """Destroy the window and release the display (idempotent)."""
+        if self._window is None:
+            return
+        self._textures.clear()
+        self._hud_texture = None
+        self._renderer = None
+        self._window.destroy()
+        self._window = None
+        pygame.mouse.set_visible(True)
+        pygame.display.quit()
+
+    def __enter__(self) -> Stage:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # ---- any thread ------------------------------------------------------------------------------------------
+    def submit(self, frame: np.ndarray, time_s: float) -> None:
+        """Offer a generated (H,W,3) uint8 frame (time_s: the runtime's timestamp for it); newest wins, never waits."""
+        self._mixer.submit(frame, time.monotonic())
+        self.last_frame_time_s = time_s
+
+    def set_hud(self, info: HudInfo) -> None:
+        """Replace what the HUD shows (drawn at the next HUD refresh)."""
+        with self._lock:
+            self._hud_info = info
+
+    def notify(self, text: str, duration_s: float = 2.0) -> None:
+        """Show a short message box near the bottom of the window, even with the HUD hidden."""
+        with self._lock:
+            self._toast = (text, time.monotonic() + duration_s)
+
+    # ---- main thread -----------------------------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        """True between open() and close()."""
+        return self._window is not None
+
+    @property
+    def fullscreen(self) -> bool:
+        """True while the window is fullscreen."""
+        return self._fullscreen
+
+    @property
+    def hud_visible(self) -> bool:
+        """True while the HUD is drawn."""
+        return self._hud_visible
+
+    @property
+    def frozen(self) -> bool:
+        """True while Space holds the shown frame."""
+        return self._mixer.frozen
+
+    @property
+    def pacing(self) -> str:
+        """How display frames are paced: "vsync", "clock", or "probe" while vsync is being measured."""
+        return self._pacing
+
+    @property
+    def display_hz(self) -> float:
+        """The display rate the stage paces to without vsync."""
+        return 1.0 / self._period_s
+
+    @property
+    def errors(self) -> int:
+        """Draw errors survived since open() (each was logged, rate-limited)."""
+        return self._errors
+
+    def tick(self) -> list[str]:
+        """Handle input, draw one display frame, wait for its present slot, present; return the key actions."""
+        if self._window is None or self._renderer is None:
+            raise RuntimeError("Stage.tick() needs an open window: call Stage.open() (or use `with Stage(...)`) first")
+        actions = self._handle_events()
+        present_s = self._present_slot(time.monotonic())
+        drawn = False
+        try:
+            self._shown = self._mixer.advance(present_s)
+            self._draw(self._shown, present_s)
+            drawn = True
+        except Exception as exc:  # nothing is fatal on stage: the last presented frame stays up
+            self._report(exc)
+        wait_s = present_s - time.monotonic()
+        if wait_s > 0:
+            time.sleep(wait_s)
+        if drawn:
+            self._renderer.present()
+        now = time.monotonic()
+        self._presents.append(now)
+        self._after_present(now)
+        return actions
+
+    def displayed_frame(self) -> np.ndarray | None:
+        """The picture now on screen without HUD, at the generated size ((H,W,3) uint8, read-only), or None."""
+        state = self._shown
+        if state is None:
+            return None
+        key = (state.version, state.weight)
+        if self._shown_frame is None or self._shown_frame[0] != key:
+            frame = state.frame()
+            if frame is not None:
+                frame.flags.writeable = False
+            self._shown_frame = (key, frame)
+        return self._shown_frame[1]
+
+    def window_snapshot(self) -> np.ndarray:
+        """What the window shows including the HUD, as (H,W,3) uint8 at window size (slow: a GPU read-back)."""
+        if self._renderer is None:
+            raise RuntimeError("Stage.window_snapshot() needs an open window")
+        self._draw(self._mixer.advance(time.monotonic()), time.monotonic())
+        surface = self._renderer.to_surface()
+        return np.ascontiguousarray(pygame.surfarray.pixels3d(surface).swapaxes(0, 1))
+
+    @property
+    def displayed_fps(self) -> float:
+        """Display frames presented during the last second."""
+        if len(self._presents) < 2:
+            return 0.0
+        newest = self._presents[-1]
+        recent = [t for t in self._presents if newest - t <= 1.0]
+        return (len(recent) - 1) / max(newest - recent[0], 1e-6) if len(recent) > 1 else 0.0
+
+    @property
+    def generated_fps(self) -> float:
+        """Smoothed rate of submitted frames."""
+        return self._mixer.generated_fps
+
+    def display_intervals_s(self) -> np.ndarray:
+        """Seconds between the last (up to 600) presents, oldest first."""
+        return np.diff(np.asarray(self._presents, dtype=np.float64))
+
+    # ---- internals -------------------------------------------------------------------------------------------
+    def _present_slot(self, now_s: float) -> float:
+        """The instant the next present should happen: now (vsync paces), or the next tick of the clock grid."""
+        if self._pacing != "clock":
+            return now_s
+        if now_s - self._deadline_s > self._period_s:
+            self._deadline_s = now_s  # fell behind by more than a frame: restart the grid, never burst to catch up
+        return max(now_s, self._deadline_s)
+
+    def _after_present(self, now_s: float) -> None:
+        if self._pacing == "clock":
+            self._deadline_s = max(self._deadline_s, now_s - self._period_s) + self._period_s
+        elif self._pacing == "probe" and len(self._presents) > _VSYNC_PROBE_TICKS:
+            median = float(np.median(self.display_intervals_s()[-_VSYNC_PROBE_TICKS:]))
+            self._pacing = "vsync" if median >= 0.6 * self._period_s else "clock"
+            if self._pacing == "vsync":
+                self._period_s = median  # the display's real rate
+            self._deadline_s = now_s + self._period_s
+            log.info("stage pacing: %s (%.1f Hz)", self._pacing, 1.0 / self._period_s)
+
+    def _handle_events(self) -> list[str]:
+        actions: list[str] = []
+        for event in pygame.event.get():
+            action = None
+            if event.type in (pygame.QUIT, pygame.WINDOWCLOSE):
+                action = "quit"
+            elif event.type in (pygame.RENDER_DEVICE_RESET, pygame.RENDER_TARGETS_RESET):
+                self._textures.clear()  # the GPU lost them; they are re-uploaded from the frames on the next draw
+                self._hud_texture = None
+            elif event.type == pygame.KEYDOWN and not getattr(event, "mod", 0) & _CHORD_MODS:
+                action = self._key_action(event.key)
+            if action is not None and action not in actions:
+                actions.append(action)
+        return actions
+
+    def _key_action(self, key: int) -> str | None:
+        now = time.monotonic()
+        if key == pygame.K_ESCAPE:
+            if not self._fullscreen or now - self._last_esc_s <= _ESC_CONFIRM_S:
+                return "quit"
+            self._last_esc_s = now
+            self.notify("Press Esc again to quit", _ESC_CONFIRM_S)
+            return None
+        action = _KEY_ACTIONS.get(key)
+        if action == "fullscreen":
+            self._apply_fullscreen(not self._fullscreen)
+        elif action == "hud":
+            self._hud_visible = not self._hud_visible
+        elif action == "freeze":
+            if self._mixer.frozen:
+                self._mixer.unfreeze(now)
+            else:
+                self._mixer.freeze(now)
+        return action
+
+    def _apply_fullscreen(self, on: bool) -> None:
+        assert self._window is not None
+        try:
+            if on:
+                self._window.position = centered_on_display(self.config.display)
+                self._window.set_fullscreen(desktop=True)
+            else:
+                self._window.set_windowed()
+                self._window.size = self.config.size_px
+                self._window.position = centered_on_display(self.config.display)
+            self._fullscreen = on
+            pygame.mouse.set_visible(not on)
+        except pygame.error as exc:
+            self._report(exc)
+
+    def _texture(self, slot: str, frame: np.ndarray) -> Texture:
+        """A texture showing `frame`, re-uploading only when the array or its size changed."""
+        assert self._renderer is not None
+        held = self._textures.get(slot)
+        if held is not None and held[1] is frame:
+            return held[0]
+        h, w = frame.shape[:2]
+        texture = held[0] if held is not None and (held[0].width, held[0].height) == (w, h) else None
+        if texture is None:
+            texture = Texture(self._renderer, (w, h), streaming=True)
+        texture.update(pygame.image.frombuffer(np.ascontiguousarray(frame), (w, h), "RGB"))
+        self._textures[slot] = (texture, frame)
+        return texture
+
+    def _draw(self, state: MixState, now_s: float) -> None:
+        renderer = self._renderer
+        assert renderer is not None
+        renderer.draw_color = (0, 0, 0, 255)
+        renderer.clear()
+        view = renderer.get_viewport()
+        if state.current is not None:
+            h, w = state.current.shape[:2]
+            src, dst = scaled_rects((w, h), (view.width, view.height), self.config.scaling)
+            fading = state.previous is not None and state.weight < 1.0
+            if fading:
+                held = self._textures.get("current")
+                if held is not None and held[1] is state.previous:  # last frame's target is this fade's start
+                    self._textures["previous"] = held
+                    del self._textures["current"]
+                under = self._texture("previous", state.previous)
+                under.blend_mode, under.alpha = _BLEND_NONE, 255
+                under.draw(srcrect=src, dstrect=dst)
+            top = self._texture("current", state.current)
+            top.blend_mode = _BLEND_ALPHA if fading else _BLEND_NONE
+            top.alpha = round(255 * state.weight) if fading else 255
+            top.draw(srcrect=src, dstrect=dst)
+        if self._hud_visible:
+            self._draw_hud(now_s, (view.width, view.height))
+        with self._lock:
+            toast = self._toast
+        if toast is not None and toast[1] > now_s and self._painter is not None:
+            box = Texture.from_surface(renderer, self._painter.toast(toast[0], (view.width, view.height)))
+            box.draw(dstrect=((view.width - box.width) // 2, view.height - box.height - view.height // 12))
+
+    def _draw_hud(self, now_s: float, window_px: tuple[int, int]) -> None:
+        assert self._renderer is not None and self._painter is not None
+        if (self._hud_texture is None or now_s - self._hud_drawn_s >= 1.0 / self.config.hud_hz
+                or window_px != self._hud_window_px):
+            with self._lock:
+                info = self._hud_info
+            current = self._shown.current if self._shown is not None else None
+            status = HudStatus(generated_fps=self._mixer.generated_fps, displayed_fps=self.displayed_fps,
+                               display_hz=1.0 / self._period_s, frozen=self._mixer.frozen,
+                               stalled_s=self._mixer.stalled_s(now_s) if self._mixer.submitted else 0.0,
+                               frame_px=(current.shape[1], current.shape[0]) if current is not None else None,
+                               now_s=now_s)
+            panel = self._painter.render(info, status, window_px)
+            self._hud_texture = Texture.from_surface(self._renderer, panel)
+            self._hud_texture.blend_mode = _BLEND_ALPHA
+            self._hud_drawn_s, self._hud_window_px = now_s, window_px
+        margin = max(8, window_px[1] // 48)
+        self._hud_texture.draw(dstrect=(margin, margin))
+
+    def _report(self, exc: Exception) -> None:
+        """Count a live-loop error and log it, at most once per second for the same message."""
+        self._errors += 1
+        message = f"{type(exc).__name__}: {exc}"
+        now = time.monotonic()
+        if message != self._last_logged[0] or now - self._last_logged[1] > 1.0:
+            log.error("stage draw failed (%d so far): %s", self._errors, message, exc_info=self._errors == 1)
+            self._last_logged = (message, now)

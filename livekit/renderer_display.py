@@ -1,0 +1,119 @@
+"""Displays attached to the machine: index, name, size, position and refresh rate, for the stage and `livekit devices`.
+
+pygame 2.6 exposes only the display count and desktop sizes; names, bounds and refresh rates come from the SDL2
+library pygame already loaded (through ctypes, best effort: when the library cannot be found those fields fall back
+to neutral values and nothing fails).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import logging
+import os
+import sys
+from functools import lru_cache
+
+import pygame
+
+log = logging.getLogger(__name__)
+
+DEFAULT_REFRESH_HZ = 60.0  # used when SDL reports no refresh rate (dummy driver, Xvfb, some virtual displays)
+
+
+class _SDLDisplayMode(ctypes.Structure):
+    _fields_ = [("format", ctypes.c_uint32), ("w", ctypes.c_int), ("h", ctypes.c_int),
+                ("refresh_rate", ctypes.c_int), ("driverdata", ctypes.c_void_p)]
+
+
+class _SDLRect(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("w", ctypes.c_int), ("h", ctypes.c_int)]
+
+
+def _loaded_sdl_path() -> str | None:
+    """Path of the SDL2 shared library pygame uses (the same handle, so SDL's state is shared)."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+                for line in maps:
+                    name = line.rsplit("/", 1)[-1]
+                    if name.startswith("libSDL2-2") or name.startswith("libSDL2.so") or name.startswith("libSDL2-2.0"):
+                        return line.split(maxsplit=5)[-1].strip()
+        except OSError as exc:
+            log.debug("cannot read /proc/self/maps: %s", exc)
+    root = os.path.dirname(pygame.__file__)
+    patterns = [os.path.join(root, "SDL2.dll"), os.path.join(root, ".dylibs", "libSDL2*.dylib"),
+                os.path.join(root, "..", "pygame.libs", "libSDL2-2*.so*")]
+    for pattern in patterns:
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+@lru_cache(maxsize=1)
+def _sdl() -> ctypes.CDLL | None:
+    path = _loaded_sdl_path()
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+        lib.SDL_GetDisplayName.restype = ctypes.c_char_p
+        lib.SDL_GetDisplayName.argtypes = [ctypes.c_int]
+        lib.SDL_GetDesktopDisplayMode.argtypes = [ctypes.c_int, ctypes.POINTER(_SDLDisplayMode)]
+        lib.SDL_GetDisplayBounds.argtypes = [ctypes.c_int, ctypes.POINTER(_SDLRect)]
+        return lib
+    except (OSError, AttributeError) as exc:
+        log.debug("SDL2 display queries unavailable (%s): names and refresh rates fall back to defaults", exc)
+        return None
+
+
+def _ensure_video() -> None:
+    if not pygame.display.get_init():
+        pygame.display.init()
+
+
+def display_refresh_hz(index: int) -> float:
+    """Refresh rate of display `index` in Hz (DEFAULT_REFRESH_HZ when SDL does not say)."""
+    _ensure_video()
+    lib = _sdl()
+    if lib is not None:
+        mode = _SDLDisplayMode()
+        if lib.SDL_GetDesktopDisplayMode(index, ctypes.byref(mode)) == 0 and mode.refresh_rate > 0:
+            return float(mode.refresh_rate)
+    return DEFAULT_REFRESH_HZ
+
+
+def list_displays() -> list[dict]:
+    """Every display as {index, name, size (w, h), position (x, y), refresh_hz}, for `livekit devices`."""
+    _ensure_video()
+    lib = _sdl()
+    sizes = pygame.display.get_desktop_sizes()
+    displays = []
+    for index, size in enumerate(sizes):
+        name, position = f"Display {index}", (0, 0)
+        if lib is not None:
+            raw = lib.SDL_GetDisplayName(index)
+            if raw:
+                name = raw.decode("utf-8", errors="replace")
+            rect = _SDLRect()
+            if lib.SDL_GetDisplayBounds(index, ctypes.byref(rect)) == 0:
+                position = (rect.x, rect.y)
+        displays.append({"index": index, "name": name, "size": (int(size[0]), int(size[1])),
+                         "position": position, "refresh_hz": display_refresh_hz(index)})
+    return displays
+
+
+def check_display_index(index: int) -> None:
+    """Raise a ValueError that lists the displays when `index` is not one of them."""
+    count = len(pygame.display.get_desktop_sizes())
+    if not 0 <= index < count:
+        names = ", ".join(f"{d['index']}: {d['name']} {d['size'][0]}x{d['size'][1]}" for d in list_displays())
+        raise ValueError(f"display {index} does not exist; this machine has {count} ({names}). "
+                         "Pick one of these indices (`livekit devices` lists them).")
+
+
+def centered_on_display(index: int) -> tuple[int, int]:
+    """A window position that centres the window on display `index` (SDL_WINDOWPOS_CENTERED_DISPLAY)."""
+    value = 0x2FFF0000 | index
+    return value, value

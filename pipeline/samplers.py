@@ -1,0 +1,82 @@
+"""Samplers as small pure functions over per-slot coefficient vectors (see `pipeline.schedule.SlotTable`).
+
+turbo / lcm  : predict x0 (LCM: with boundary conditions c_skip, c_out), re-noise to the next slot's timestep.
+ddim         : DPM-Solver++ first order (Lu et al. 2022, arXiv 2211.01095) = DDIM with eta 0.
+dpmpp_2m     : DPM-Solver++(2M), data prediction, midpoint form; the history is the x0 the same frame had at
+               the previous slot, so it runs inside a stream batch exactly as it runs sequentially.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from pipeline.schedule import SlotTable
+
+
+def _col(v: torch.Tensor) -> torch.Tensor:
+    """(N,) -> (N, 1, 1, 1) for broadcasting over latents."""
+    return v.view(-1, 1, 1, 1)
+
+
+def to_x0(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
+    """Data prediction x0 from a model output (epsilon, v_prediction or sample); alpha, sigma are (B,)."""
+    a, s = _col(alpha), _col(sigma)
+    if prediction == "epsilon":
+        return (x - s * out) / a
+    if prediction == "v_prediction":
+        return a * x - s * out
+    if prediction == "sample":
+        return out
+    raise ValueError(f"prediction type must be epsilon, v_prediction or sample, got {prediction!r}")
+
+
+def to_eps(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
+    """Noise prediction epsilon from a model output; alpha, sigma are (B,)."""
+    a, s = _col(alpha), _col(sigma)
+    if prediction == "epsilon":
+        return out
+    if prediction == "v_prediction":
+        return s * x + a * out
+    if prediction == "sample":
+        return (x - a * out) / s
+    raise ValueError(f"prediction type must be epsilon, v_prediction or sample, got {prediction!r}")
+
+
+def boundary(x0: torch.Tensor, x: torch.Tensor, table: SlotTable, idx: torch.Tensor) -> torch.Tensor:
+    """LCM boundary conditions c_skip * x + c_out * x0 (identity for the other samplers)."""
+    if table.sampler != "lcm":
+        return x0
+    return _col(table.c_skip[idx]) * x + _col(table.c_out[idx]) * x0
+
+
+def advance(
+    x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor | None, noise: torch.Tensor | None,
+    table: SlotTable, idx: torch.Tensor,
+) -> torch.Tensor:
+    """One step for the slots idx: x_next = a x + b (x0 + d (x0 - x0_prev)) + c noise.  x, x0: (B, C, h, w)."""
+    D = x0
+    if x0_prev is not None and table.sampler == "dpmpp_2m":
+        D = x0 + _col(table.d[idx]) * (x0 - x0_prev)  # second-order (midpoint) correction; d = 0 where first order
+    x_next = _col(table.a[idx]) * x + _col(table.b[idx]) * D
+    if noise is not None and table.sampler in ("turbo", "lcm"):
+        x_next = x_next + _col(table.c[idx]) * noise  # re-noise with the slot's fixed noise
+    return x_next
+
+
+def sample(
+    model_x0: Callable[[torch.Tensor, int], torch.Tensor], x: torch.Tensor, table: SlotTable,
+    noises: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run one frame through every slot sequentially; model_x0(x, i) returns the data prediction at slot i.
+
+    noises (N, B, C, h, w): re-noise noise used when leaving slot i (turbo/lcm); returns x after the last slot.
+    """
+    x0_prev = None
+    for i in range(table.slots):
+        idx = torch.tensor([i])
+        x0 = boundary(model_x0(x, i), x, table, idx)  # (B, C, h, w)
+        x = advance(x, x0, x0_prev, None if noises is None else noises[i], table, idx)
+        x0_prev = x0
+    return x

@@ -1,0 +1,319 @@
+"""StreamEngine: StreamDiffusion's stream batch with exact samplers, guidance, blending and the similarity filter."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from pipeline import samplers
+from pipeline.blending import blend_embeddings, blend_noise, noise_walk
+from pipeline.conditioning import Conditioning
+from pipeline.guidance import CFG_MODES, batch_size, guide, residual_noise
+from pipeline.protocol import Denoiser
+from pipeline.schedule import ScheduleConfig, SlotTable, table_for
+from pipeline.similarity import SimilarityFilter
+
+MODES = ("txt2img", "img2img", "feedback")
+_NOISE_CACHE_SIZE = 64
+_PROMPT_CACHE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How the stream runs. None means "the model's default" (see `Denoiser.defaults`)."""
+
+    size_px: tuple[int, int] | None = None  # (width, height) of the output frames, multiples of 8
+    sampler: str | None = None  # turbo | lcm | ddim | dpmpp_2m
+    steps: int | None = None  # denoising steps = frames in flight
+    spacing: str = "trailing"  # ddim/dpmpp_2m timestep spacing: trailing | logsnr | karras
+    t_index_list: tuple[int, ...] | None = None  # lcm/turbo: indices into the 50-step LCM grid, e.g. (0, 16, 32, 45)
+    cfg: str | None = None  # none | full | self | onetime
+    mode: str = "txt2img"  # txt2img | img2img (Conditioning.image enters slot 0) | feedback (output fed back)
+    similarity_threshold: float = 0.98  # image input: cosine similarity above which frames may be skipped
+    max_skip_frames: int = 10  # image input: never skip more than this many frames in a row
+    skip_static: bool = True  # txt2img: skip the model when nothing changed (the frame would be identical)
+    filter_seed: int = 0  # seed of the stochastic similarity filter's coin
+
+
+@dataclass
+class EngineStats:
+    """What the engine did: frames computed or skipped, model calls and their batch sizes."""
+
+    computed: int = 0  # frames produced by a model call
+    skipped: int = 0  # frames answered by the similarity filter / static skip
+    model_calls: int = 0  # every model call, prefill included
+    prefill_calls: int = 0  # model calls spent refilling the stream
+    last_batch_size: int = 0  # batch size of the latest model call
+    batch_sizes: list[int] = field(default_factory=list)  # batch size of every call (bounded)
+
+
+class StreamEngine:
+    """N frames in flight at staggered timesteps; each `step()` is one model call and returns one finished frame."""
+
+    def __init__(self, model: Denoiser, config: EngineConfig = EngineConfig()) -> None:
+        self.model = model
+        self.stats = EngineStats()
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+        self._noise_cache: dict[int, torch.Tensor] = {}
+        self._rng = np.random.default_rng(config.filter_seed)
+        self.configure(config)
+
+    # ---- configuration -------------------------------------------------------------------------------------
+    def configure(self, config: EngineConfig) -> None:
+        """Apply a configuration; a change of steps, sampler, spacing or size refills the stream (no garbage)."""
+        d = self.model.defaults
+        size = config.size_px or d.size_px
+        if size[0] % 8 or size[1] % 8 or min(size) <= 0:
+            raise ValueError(f"size must be positive multiples of 8, got {size[0]}x{size[1]}")
+        cfg = config.cfg or d.cfg
+        if cfg not in CFG_MODES:
+            raise ValueError(f"cfg must be one of {CFG_MODES}, got {cfg!r}")
+        if config.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
+        self.config = replace(config, size_px=tuple(size), sampler=config.sampler or d.sampler,
+                              steps=config.steps or d.steps, cfg=cfg)
+        self._strength = 1.0
+        self._schedule = ScheduleConfig(self.config.sampler, self.config.steps, self.config.spacing,
+                                        self.config.t_index_list)
+        self._set_table(table_for(self._schedule, self.model.alphas_cumprod))
+        self.latent_shape = tuple(self.model.latent_shape(self.config.size_px))
+        self._noise_cache.clear()
+        n = self.slots
+        dev, dt = self.model.device, self.model.dtype
+        self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
+        self._x0_prev = torch.zeros_like(self._x)  # (N, C, h, w) x0 each frame had at its previous slot
+        self._stock = torch.zeros_like(self._x)  # (N, C, h, w) residual-CFG stock noise per frame
+        self._needs_fill = True
+        self._static_key: tuple | None = None
+        self._static_count = 0
+        self._last_image: torch.Tensor | None = None
+        self._last_latent: torch.Tensor | None = None
+        self._similarity = SimilarityFilter(self.config.similarity_threshold, self.config.max_skip_frames, self._rng)
+
+    def _set_table(self, table: SlotTable) -> None:
+        self.table = table.to(self.model.device, self.model.dtype)
+        self._t_model = table.timesteps.to(self.model.device, torch.float32)  # (N,) model input timesteps
+        self._all = torch.arange(table.slots, device=self.model.device)
+
+    @property
+    def slots(self) -> int:
+        """Frames in flight (= denoising steps)."""
+        return self.table.slots
+
+    @property
+    def latency_frames(self) -> int:
+        """Steps until a conditioning change fully shows: the N-th frame returned after the change is the first
+        that saw the new conditioning at every slot (the first frame after the change already shows part of it)."""
+        return self.slots
+
+    @property
+    def batch_size(self) -> int:
+        """Model batch size of one stream step."""
+        return batch_size(self.config.cfg, self.slots)
+
+    # ---- conditioning -> tensors ------------------------------------------------------------------------------
+    def _embed(self, text: str) -> torch.Tensor:
+        emb = self._prompt_cache.get(text)
+        if emb is None:
+            if len(self._prompt_cache) >= _PROMPT_CACHE_SIZE:
+                self._prompt_cache.pop(next(iter(self._prompt_cache)))
+            with torch.inference_mode():
+                emb = self.model.encode_prompt(text).to(self.model.device, self.model.dtype)
+            self._prompt_cache[text] = emb
+        return emb
+
+    def _prompt_embedding(self, cond: Conditioning) -> torch.Tensor:
+        """(L, D) blend of the weighted prompts."""
+        return blend_embeddings([self._embed(p) for p, _ in cond.prompts], [w for _, w in cond.prompts],
+                                cond.prompt_blend)
+
+    def _seed_noise(self, seed: int) -> torch.Tensor:
+        """(2, N, C, h, w) noises of one seed, drawn on the CPU so every device gives the same frames."""
+        noise = self._noise_cache.get(seed)
+        if noise is None:
+            if len(self._noise_cache) >= _NOISE_CACHE_SIZE:
+                self._noise_cache.pop(next(iter(self._noise_cache)))
+            gen = torch.Generator(device="cpu").manual_seed(int(seed))
+            noise = torch.randn((2, self.slots, *self.latent_shape), generator=gen, dtype=torch.float32)
+            noise = noise.to(self.model.device, self.model.dtype)
+            self._noise_cache[seed] = noise
+        return noise
+
+    def _noise(self, cond: Conditioning) -> torch.Tensor:
+        """(N, C, h, w): [0] the start noise of a new frame, [i] the re-noise noise of slot i."""
+        seeds = [self._seed_noise(s) for s, _ in cond.seeds]
+        weights = [w for _, w in cond.seeds]
+        a = blend_noise([s[0] for s in seeds], weights)
+        b = blend_noise([s[1] for s in seeds], weights)
+        return noise_walk(a, b, cond.noise_walk)
+
+    def _image_latent(self, cond: Conditioning) -> torch.Tensor | None:
+        """(1, C, h, w) clean latent of the input image (img2img) or of the last output (feedback)."""
+        if self.config.mode == "feedback" and self._last_latent is not None:
+            return self._last_latent
+        if cond.image is None:
+            return None
+        img = torch.as_tensor(np.ascontiguousarray(cond.image)).to(self.model.device)
+        img = img.permute(2, 0, 1)[None].to(self.model.dtype) / 255.0  # (1, 3, H, W)
+        w, h = self.config.size_px
+        if img.shape[-2:] != (h, w):
+            img = torch.nn.functional.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
+        with torch.inference_mode():
+            return self.model.encode_image(img)
+
+    def _update_strength(self, cond: Conditioning, image_latent: torch.Tensor | None) -> None:
+        strength = 1.0 if image_latent is None or self.config.mode == "txt2img" else max(cond.strength, 1e-3)
+        if strength != self._strength and self.config.t_index_list is None:
+            self._strength = strength
+            self._set_table(table_for(replace(self._schedule, strength=strength), self.model.alphas_cumprod))
+
+    # ---- the stream --------------------------------------------------------------------------------------------
+    def _x0(self, x: torch.Tensor, idx: torch.Tensor, emb: torch.Tensor, neg: torch.Tensor | None,
+            stock: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
+        """Guided data prediction for latents x (B, C, h, w) at slots idx; one model call. Returns (x0, stock)."""
+        t, alpha, sigma = self._t_model[idx], self.table.alpha[idx], self.table.sigma[idx]
+        pred, mode, b = self.model.prediction_type, self.config.cfg, len(idx)
+        cond_b = emb.expand(b, *emb.shape)  # (B, L, D)
+        if mode == "none" or (mode == "self" and cond.guidance == 1.0):  # g = 1: eps = eps_cond exactly
+            out = self._call(x, t, cond_b)
+            return samplers.to_x0(out, x, alpha, sigma, pred), stock
+        if mode == "full":
+            out = self._call(torch.cat([x, x]), torch.cat([t, t]), torch.cat([neg.expand(b, *neg.shape), cond_b]))
+            eps_neg = samplers.to_eps(out[:b], x, alpha, sigma, pred)
+            eps_cond = samplers.to_eps(out[b:], x, alpha, sigma, pred)
+        elif mode == "self":
+            eps_cond = samplers.to_eps(self._call(x, t, cond_b), x, alpha, sigma, pred)
+            eps_neg = cond.delta * stock
+        else:  # onetime: refresh slot 0's stock noise with one negative-prompt evaluation
+            first = idx == 0
+            k = int(first.sum())
+            if k:
+                xn, tn = x[first], t[first]
+                out = self._call(torch.cat([xn, x]), torch.cat([tn, t]), torch.cat([neg.expand(k, *neg.shape), cond_b]))
+                stock = stock.clone()
+                stock[first] = samplers.to_eps(out[:k], xn, alpha[first], sigma[first], pred)
+                out = out[k:]
+            else:
+                out = self._call(x, t, cond_b)
+            eps_cond = samplers.to_eps(out, x, alpha, sigma, pred)
+            eps_neg = cond.delta * stock
+        eps = guide(eps_cond, eps_neg, cond.guidance)
+        return (x - sigma.view(-1, 1, 1, 1) * eps) / alpha.view(-1, 1, 1, 1), stock
+
+    def _call(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        self.stats.model_calls += 1
+        self.stats.last_batch_size = x.shape[0]
+        if len(self.stats.batch_sizes) < 10_000:
+            self.stats.batch_sizes.append(x.shape[0])
+        return self.model(x, t, cond)
+
+    def _entry(self, noise: torch.Tensor, image_latent: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(latent, stock noise) of the frame entering slot 0."""
+        n0 = noise[0]
+        if image_latent is None:
+            return n0, n0  # txt2img starts from pure noise, as diffusers does
+        a0, s0 = self.table.alpha[0], self.table.sigma[0]
+        return a0 * image_latent[0] + s0 * n0, n0
+
+    def _advance(self, emb: torch.Tensor, neg: torch.Tensor | None, noise: torch.Tensor,
+                 image_latent: torch.Tensor | None, cond: Conditioning) -> torch.Tensor:
+        """One stream step: a model call for every slot, shift, a new frame into slot 0. Returns the output latent."""
+        x, idx = self._x, self._all
+        x0, stock = self._x0(x, idx, emb, neg, self._stock, cond)  # (N, C, h, w)
+        x0 = samplers.boundary(x0, x, self.table, idx)
+        renoise = torch.cat([noise[1:], noise[:1]])  # leaving slot i, a frame is re-noised with slot i+1's noise
+        x_next = samplers.advance(x, x0, self._x0_prev, renoise, self.table, idx)  # (N, C, h, w)
+        out = x_next[-1:].clone()  # the frame leaving the last slot
+        if self.config.cfg in ("self", "onetime"):
+            nxt = residual_noise(x_next[:-1], x0[:-1], self.table.alpha_next[:-1], self.table.sigma_next[:-1])
+            self._stock = torch.cat([torch.zeros_like(stock[:1]), nxt])
+        self._x = torch.cat([torch.zeros_like(x[:1]), x_next[:-1]])
+        self._x0_prev = torch.cat([torch.zeros_like(x0[:1]), x0[:-1]])
+        entry, entry_stock = self._entry(noise, image_latent)
+        self._x[0] = entry
+        self._stock[0] = entry_stock
+        return out
+
+    def _fill(self, emb: torch.Tensor, neg: torch.Tensor | None, noise: torch.Tensor,
+              image_latent: torch.Tensor | None, cond: Conditioning) -> None:
+        """Pre-fill: put a real frame into slot 0 and advance N-1 times, so the next output is a finished frame."""
+        entry, entry_stock = self._entry(noise, image_latent)
+        self._x = entry.expand(self.slots, *entry.shape).clone()
+        self._x0_prev = torch.zeros_like(self._x)
+        self._stock = entry_stock.expand(self.slots, *entry.shape).clone()
+        for _ in range(self.slots - 1):
+            before = self.stats.model_calls
+            self._advance(emb, neg, noise, image_latent, cond)
+            self.stats.prefill_calls += self.stats.model_calls - before
+        self._needs_fill = False
+
+    @torch.inference_mode()
+    def step(self, cond: Conditioning) -> torch.Tensor:
+        """Advance the stream one step with this conditioning; returns the finished frame (3, H, W) in [0, 1]."""
+        emb = self._prompt_embedding(cond)
+        neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
+        noise = self._noise(cond)
+        image_latent = self._image_latent(cond) if self.config.mode != "txt2img" else None
+        self._update_strength(cond, image_latent)
+        key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
+               cond.delta)
+        if self._needs_fill:
+            self._fill(emb, neg, noise, image_latent, cond)
+            self._static_key, self._static_count = key, self.slots  # every slot now holds a frame of this key
+        if self._skip(key, image_latent):
+            self.stats.skipped += 1
+            return self._last_image
+        latent = self._advance(emb, neg, noise, image_latent, cond)
+        self._static_count += 1
+        self._last_latent = latent
+        self._last_image = self.model.decode(latent)[0].clamp(0, 1)
+        self.stats.computed += 1
+        return self._last_image
+
+    def _skip(self, key: tuple, image_latent: torch.Tensor | None) -> bool:
+        """Similarity filter (image input) or static skip (txt2img: every frame in flight saw only this key)."""
+        if self._last_image is None:
+            return False
+        if image_latent is not None and self.config.mode == "img2img":
+            return self._similarity.should_skip(image_latent)
+        if self.config.mode != "txt2img" or not self.config.skip_static:
+            return False
+        if key != self._static_key:
+            self._static_key, self._static_count = key, 0
+        # after N+1 computed steps with one key, the frames in flight all entered and ran under it: outputs repeat
+        return self._static_count > self.slots
+
+    @torch.inference_mode()
+    def render(self, cond: Conditioning) -> torch.Tensor:
+        """One frame sampled sequentially (batch 1 per step, no stream): what a frame in the stream equals."""
+        emb = self._prompt_embedding(cond)
+        neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
+        noise = self._noise(cond)
+        image_latent = self._image_latent(cond) if self.config.mode == "img2img" else None
+        self._update_strength(cond, image_latent)
+        x, stock = self._entry(noise, image_latent)
+        x, stock = x[None], stock[None]
+        x0_prev = None
+        for i in range(self.slots):
+            idx = torch.tensor([i], device=self.model.device)
+            x0, stock = self._x0(x, idx, emb, neg, stock, cond)
+            x0 = samplers.boundary(x0, x, self.table, idx)
+            nxt = noise[i + 1 : i + 2] if i + 1 < self.slots else None
+            x_next = samplers.advance(x, x0, x0_prev, nxt, self.table, idx)
+            if i + 1 < self.slots:
+                stock = residual_noise(x_next, x0, self.table.alpha_next[idx], self.table.sigma_next[idx])
+            x, x0_prev = x_next, x0
+        return self.model.decode(x)[0].clamp(0, 1)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float image in [0, 1] -> (H, W, 3) uint8 numpy array (the post-processing step)."""
+    return (image.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+def frame_phase_step(speed_rad_s: float, dt_s: float) -> float:
+    """Noise-walk phase increment for a speed over a time step (helper for callers integrating the walk)."""
+    return speed_rad_s * dt_s if math.isfinite(speed_rad_s) else 0.0
