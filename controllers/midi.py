@@ -14,7 +14,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
 
 import mido
 
@@ -123,7 +124,7 @@ def parse_midi_source(source: str) -> MidiSource:
     if len(parts) < 3 or parts[0] != "midi" or parts[1] not in (*_NUMBERED, "bend", "program"):
         raise ValueError(f"not a MIDI source key: {source!r} ({hint})")
     kind = parts[1]
-    if len(parts) != (4 if kind in _NUMBERED else 3) or not all(p.isdigit() for p in parts[2:]):
+    if len(parts) != (4 if kind in _NUMBERED else 3) or not all(p.isascii() and p.isdigit() for p in parts[2:]):
         raise ValueError(f"not a MIDI source key: {source!r} ({hint})")
     channel = int(parts[2])
     _check_channel(channel)

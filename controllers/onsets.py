@@ -18,13 +18,15 @@ class OnsetConfig:
     """Onset strength and peak picking settings."""
 
     compression: float = 100.0  # gamma in log(1 + gamma * |X|): soft hits count, loudness matters less
-    max_freq_hz: float = 16000.0  # flux ignores bins above this
+    min_freq_hz: float = 30.0  # flux ignores bins below this...
+    max_freq_hz: float = 16000.0  # ...and above this
+    bands_per_octave: int = 12  # log-frequency bands the flux is summed over
     pre_max_s: float = 0.03  # an onset is the largest strength over this past window...
     post_max_frames: int = 1  # ...and over this many future frames (the detection delay: one hop, 10.7 ms at 48 kHz)
     pre_avg_s: float = 0.1  # the adaptive threshold averages the strength over this past window
     threshold_ratio: float = 1.5  # strength must exceed threshold_ratio * that average...
-    threshold_rel: float = 0.08  # ...plus this share of the recent peak strength (keeps it level-independent)
-    threshold_abs: float = 0.02  # ...plus this absolute floor (silence and hiss give no onsets)
+    threshold_rel: float = 0.04  # ...plus this share of the recent peak strength (keeps it level-independent)
+    threshold_abs: float = 0.01  # ...plus this absolute floor (silence and hiss give no onsets)
     min_gap_s: float = 0.05  # at most one onset per this interval
     peak_release_s: float = 6.0  # how fast the recent-peak reference forgets a loud passage
     delay_windows: float = 0.34  # the flux peak lags the onset by this share of the FFT window; onset times subtract it
@@ -32,8 +34,10 @@ class OnsetConfig:
     def __post_init__(self) -> None:
         if self.compression <= 0:
             raise ValueError(f"compression must be > 0, got {self.compression}")
-        if self.max_freq_hz <= 0:
-            raise ValueError(f"max_freq_hz must be > 0 Hz, got {self.max_freq_hz}")
+        if not 0 < self.min_freq_hz < self.max_freq_hz:
+            raise ValueError(f"need 0 < min_freq_hz < max_freq_hz, got {self.min_freq_hz}, {self.max_freq_hz}")
+        if self.bands_per_octave < 1:
+            raise ValueError(f"bands_per_octave must be >= 1, got {self.bands_per_octave}")
         if self.post_max_frames < 0:
             raise ValueError(f"post_max_frames must be >= 0, got {self.post_max_frames}")
         for name in ("pre_max_s", "pre_avg_s", "min_gap_s", "threshold_ratio", "threshold_rel", "threshold_abs"):
@@ -44,20 +48,34 @@ class OnsetConfig:
 
 
 class OnsetStrength:
-    """Spectral flux of log-compressed magnitudes: the summed rise of every bin since the previous frame."""
+    """Spectral flux of log-compressed, log-frequency-filtered magnitudes: the summed rise of every band.
+
+    Bins are averaged into `bands_per_octave` bands, so a kick (a few low bins) and a hi-hat (thousands of high bins)
+    weigh alike; without this the hats own the onset strength and the beat tracker follows them.
+    """
 
     def __init__(self, config: OnsetConfig, sample_rate: int, fft_size: int) -> None:
+        freqs = np.fft.rfftfreq(fft_size, 1.0 / sample_rate)
+        top = min(config.max_freq_hz, sample_rate / 2.0)
+        octaves = math.log2(top / config.min_freq_hz)
+        edges_hz = config.min_freq_hz * 2.0 ** (np.arange(int(octaves * config.bands_per_octave) + 1) / config.bands_per_octave)
+        edges = np.unique(np.searchsorted(freqs, edges_hz))  # bands narrower than a bin merge
+        if len(edges) < 2:
+            raise ValueError(f"min_freq_hz..max_freq_hz ({config.min_freq_hz}..{top}) holds no band at fft_size {fft_size}")
+        self._starts = edges[:-1]
+        self._stop = int(edges[-1])
+        self._inverse_width = 1.0 / np.diff(edges)
         self._gamma = config.compression
-        self._bins = min(int(config.max_freq_hz * fft_size / sample_rate) + 1, fft_size // 2 + 1)
-        self._previous = np.zeros(self._bins)
-        self._log = np.zeros(self._bins)
+        self._previous = np.zeros(len(self._starts))
+        self._log = np.zeros(len(self._starts))
 
     def update(self, magnitude: np.ndarray) -> float:
-        """Onset strength for one frame's magnitude spectrum (mean rise per bin, >= 0)."""
-        np.log1p(magnitude[: self._bins] * self._gamma, out=self._log)
+        """Onset strength for one frame's magnitude spectrum (mean rise per band, >= 0)."""
+        bands = np.add.reduceat(magnitude[: self._stop], self._starts) * self._inverse_width
+        np.log1p(bands * self._gamma, out=self._log)
         rise = self._log - self._previous
         self._previous, self._log = self._log, self._previous
-        return float(np.maximum(rise, 0.0, out=rise).sum()) / self._bins
+        return float(np.maximum(rise, 0.0, out=rise).sum()) / len(rise)
 
 
 class OnsetDetector:

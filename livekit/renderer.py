@@ -90,6 +90,7 @@ class Stage:
         self._painter: HudPainter | None = None
         self._textures: dict[str, tuple[Texture, np.ndarray]] = {}  # slot -> (texture, the array it shows)
         self._hud_texture: Texture | None = None
+        self._toast_texture: tuple[tuple[str, int, int], Texture] | None = None
         self._hud_drawn_s = -math.inf
         self._hud_window_px: tuple[int, int] = (0, 0)
         self._shown: MixState | None = None
@@ -134,7 +135,7 @@ class Stage:
         if self._window is None:
             return
         self._textures.clear()
-        self._hud_texture = None
+        self._hud_texture = self._toast_texture = None
         self._renderer = None
         self._window.destroy()
         self._window = None
@@ -291,7 +292,7 @@ class Stage:
                 action = "quit"
             elif event.type in (pygame.RENDER_DEVICE_RESET, pygame.RENDER_TARGETS_RESET):
                 self._textures.clear()  # the GPU lost them; they are re-uploaded from the frames on the next draw
-                self._hud_texture = None
+                self._hud_texture = self._toast_texture = None
             elif event.type == pygame.KEYDOWN and not getattr(event, "mod", 0) & _CHORD_MODS:
                 action = self._key_action(event.key)
             if action is not None and action not in actions:
@@ -359,9 +360,13 @@ class Stage:
             fading = state.previous is not None and state.weight < 1.0
             if fading:
                 held = self._textures.get("current")
-                if held is not None and held[1] is state.previous:  # last frame's target is this fade's start
+                if held is not None and held[1] is state.previous:  # last target starts this fade: swap, no upload
+                    spare = self._textures.get("previous")
                     self._textures["previous"] = held
-                    del self._textures["current"]
+                    if spare is not None:
+                        self._textures["current"] = spare
+                    else:
+                        del self._textures["current"]
                 under = self._texture("previous", state.previous)
                 under.blend_mode, under.alpha = _BLEND_NONE, 255
                 under.draw(srcrect=src, dstrect=dst)
@@ -374,7 +379,11 @@ class Stage:
         with self._lock:
             toast = self._toast
         if toast is not None and toast[1] > now_s and self._painter is not None:
-            box = Texture.from_surface(renderer, self._painter.toast(toast[0], (view.width, view.height)))
+            key = (toast[0], view.width, view.height)
+            if self._toast_texture is None or self._toast_texture[0] != key:
+                surface = self._painter.toast(toast[0], (view.width, view.height))
+                self._toast_texture = (key, Texture.from_surface(renderer, surface))
+            box = self._toast_texture[1]
             box.draw(dstrect=((view.width - box.width) // 2, view.height - box.height - view.height // 12))
 
     def _draw_hud(self, now_s: float, window_px: tuple[int, int]) -> None:

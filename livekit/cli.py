@@ -1,0 +1,125 @@
+"""The `livekit` command: run, render, bench, devices."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'512x288' -> (512, 288); sizes must be positive multiples of 8."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 512x512, got {text!r}") from None
+    if w <= 0 or h <= 0 or w % 8 or h % 8:
+        raise argparse.ArgumentTypeError(f"size must be positive multiples of 8, got {w}x{h}")
+    return w, h
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="builtin", help="builtin (default), folder:PATH, random-sd:tiny|small, "
+                   "or a Stable Diffusion folder / cached hub id")
+    p.add_argument("--size", type=parse_size, default=None, help="WxH, multiples of 8 (default: the model's)")
+    p.add_argument("--sampler", choices=["turbo", "lcm", "ddim", "dpmpp_2m"], default=None)
+    p.add_argument("--steps", type=int, default=None, help="denoising steps = frames in flight")
+    p.add_argument("--cfg", choices=["none", "full", "self", "onetime"], default=None)
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--vae", default=None, help="a tiny autoencoder (TAESD) folder or cached id for fast decode")
+    p.add_argument("--lora", default=None, help="a LoRA file or folder (an LCM-LoRA switches to lcm, 4 steps)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="livekit", description="Live AI visuals: run sketches, render, bench.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a sketch in the stage window (or --headless)")
+    run.add_argument("sketch", type=Path)
+    run.add_argument("--model", default=None, help="override the sketch's model")
+    run.add_argument("--size", type=parse_size, default=None, help="override the sketch's size, WxH")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--fullscreen", action="store_true")
+    run.add_argument("--display", type=int, default=0, help="display index for fullscreen (see `livekit devices`)")
+    run.add_argument("--headless", action="store_true", help="no window: write frames to --out")
+    run.add_argument("--frames", type=int, default=None, help="stop after this many generated frames")
+    run.add_argument("--out", type=Path, default=None, help="a folder (PNG frames) or a video file (.mp4)")
+    run.add_argument("--osc-port", type=int, default=None, help="OSC input port (default 9000; 0 = off)")
+    run.add_argument("--osc-host", default="127.0.0.1", help="OSC bind address (0.0.0.0 to accept the network)")
+    run.add_argument("--midi-in", default=None, help="MIDI input port name or fragment ('virtual' = a livekit port)")
+    run.add_argument("--audio-in", default=None, help="audio input device (name or index) or a WAV/FLAC file")
+    run.add_argument("--no-reload", action="store_true", help="do not watch the sketch file for changes")
+
+    render = sub.add_parser("render", help="render stills through the same engine")
+    _engine_args(render)
+    render.add_argument("--prompt", action="append", default=None, help="repeat for several prompts")
+    render.add_argument("--mix", type=float, default=None, help="with two prompts: weight of the second (0..1)")
+    render.add_argument("--negative", default="", help="negative prompt (cfg full or onetime)")
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--guidance", type=float, default=None)
+    render.add_argument("--grid", type=Path, default=None, help="a text file with one prompt per line: contact sheet")
+    render.add_argument("--seeds", type=int, default=4, help="with --grid: seeds per prompt (columns)")
+    render.add_argument("--out", type=Path, required=True, help="output PNG")
+
+    bench = sub.add_parser("bench", help="measure the stream against its floor and sequential sampling")
+    _engine_args(bench)
+    bench.add_argument("--frames", type=int, default=30)
+    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+
+    devices = sub.add_parser("devices", help="list MIDI ports, audio inputs and displays")
+    devices.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `livekit` console command."""
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "render":
+            from livekit.render import render_command
+
+            return render_command(args)
+        if args.command == "bench":
+            return _bench(args)
+        if args.command == "devices":
+            from livekit.devices import devices_command
+
+            return devices_command(args)
+        from livekit.runtime import run_command
+
+        return run_command(args)
+    except (ValueError, FileNotFoundError) as exc:  # bad input at the edge: one clear line, no traceback
+        print(f"livekit {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from pipeline import EngineConfig, load_model
+    from pipeline.bench import run_bench
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.model, device=args.device, **_model_kwargs(args))
+    config = EngineConfig(size_px=args.size, sampler=args.sampler, steps=args.steps, cfg=args.cfg)
+    result = run_bench(model, config, frames=args.frames)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result.items():
+            print(f"{k:>24}: {v}")
+    return 0
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict:
+    """vae= and lora= for models that take them."""
+    return {k: v for k, v in (("vae", getattr(args, "vae", None)), ("lora", getattr(args, "lora", None))) if v}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""`load_model`: one entry point for every model family (builtin, a folder of images, diffusers SD, random SD)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.protocol import Denoiser
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+RANDOM_SD_PRESETS = ("tiny", "small")  # random-weight SD architectures for tests and `livekit bench`
+
+
+def _is_image_folder(path: Path) -> bool:
+    """A directory of images (not a diffusers pipeline folder)."""
+    if not path.is_dir() or (path / "model_index.json").exists() or (path / "unet").exists():
+        return False
+    return any(p.suffix.lower() in _IMAGE_SUFFIXES for p in path.iterdir())
+
+
+def _random_sd(preset: str, **kwargs: Any) -> Denoiser:
+    """Build (once per process) and load a random-weight SD pipeline: 'random-sd:tiny' or 'random-sd:small'."""
+    from pipeline.random_sd import SMALL_SD, RandomSDSpec, build_random_sd
+    from pipeline.sd import load_sd
+
+    if preset not in RANDOM_SD_PRESETS:
+        raise ValueError(f"random-sd preset must be one of {RANDOM_SD_PRESETS}, got {preset!r}")
+    folder = Path(tempfile.gettempdir()) / f"livekit-random-sd-{preset}"
+    if not (folder / "model_index.json").exists():
+        build_random_sd(folder, SMALL_SD if preset == "small" else RandomSDSpec())
+    return load_sd(folder, **kwargs)
+
+
+def load_model(
+    name: str | Path = "builtin", device: str | torch.device = "auto", dtype: torch.dtype | None = None, **kwargs: Any
+) -> Denoiser:
+    """Load a model by name: "builtin", "folder:PATH" or an image folder, "random-sd:tiny|small", or a diffusers
+    Stable Diffusion folder / cached hub id (extra keyword arguments such as vae=, lora=, compile= go to it)."""
+    from pipeline.devices import default_dtype, resolve_device
+
+    text = str(name).strip() or "builtin"
+    if text == "builtin" or text.startswith("folder:") or _is_image_folder(Path(text)):
+        dev = resolve_device(device)
+        dt = dtype or torch.float32  # the closed-form models are exact in float32 on every device
+        if text == "builtin":
+            from pipeline.builtin import load_builtin
+
+            return load_builtin(device=dev, dtype=dt, **kwargs)
+        from pipeline.folder_model import load_folder
+
+        return load_folder(text.removeprefix("folder:"), device=dev, dtype=dt, **kwargs)
+    if text.startswith("random-sd:"):
+        return _random_sd(text.split(":", 1)[1], device=device, dtype=dtype, **kwargs)
+    from pipeline.sd import load_sd
+
+    dev = resolve_device(device)
+    return load_sd(text, device=dev, dtype=dtype or default_dtype(dev), **kwargs)

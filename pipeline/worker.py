@@ -1,0 +1,175 @@
+"""Pipelined IO: the engine on its own inference thread, post-processing (tensor -> uint8) on another.
+
+Queues hold one item and the newest wins, so no thread ever waits on a slower one: the inference thread always
+runs on the latest conditioning, and the consumer always gets the latest frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
+
+import numpy as np
+import torch
+
+from pipeline.conditioning import Conditioning
+from pipeline.stream import EngineConfig, StreamEngine, to_uint8
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Latest(Generic[T]):
+    """A one-item mailbox: put never blocks and replaces what is there; get waits up to a timeout."""
+
+    def __init__(self) -> None:
+        self._item: T | None = None
+        self._cond = threading.Condition()
+        self.replaced = 0  # items overwritten before anyone took them
+
+    def put(self, item: T) -> None:
+        """Store item, replacing an untaken one."""
+        with self._cond:
+            if self._item is not None:
+                self.replaced += 1
+            self._item = item
+            self._cond.notify_all()
+
+    def take(self, timeout_s: float | None = None) -> T | None:
+        """Remove and return the item, waiting up to timeout_s; None if nothing came."""
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout_s)
+            item, self._item = self._item, None
+            return item
+
+    def peek(self) -> T | None:
+        """The item without removing it."""
+        with self._cond:
+            return self._item
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What came with a finished frame."""
+
+    index: int  # frames delivered so far, from 1
+    control_time_s: float  # time.monotonic() of the conditioning the step ran on
+    done_time_s: float  # time.monotonic() when the frame was ready
+    skipped: bool  # answered by the similarity filter / static skip
+
+
+@dataclass
+class WorkerStats:
+    """Counters the HUD shows."""
+
+    frames: int = 0
+    errors: int = 0
+    last_error: str = ""
+    generated_fps: float = 0.0
+    latency_ms: float = 0.0  # control-to-frame latency of the latest frame (engine latency not included)
+
+
+class StreamWorker:
+    """Runs `engine.step` on an inference thread and post-processing on another; frames go to `on_frame`."""
+
+    def __init__(self, engine: StreamEngine, on_frame: Callable[[np.ndarray, FrameInfo], None],
+                 max_fps: float | None = None, on_error: Callable[[str], None] | None = None) -> None:
+        self.engine = engine
+        self.on_frame = on_frame
+        self.on_error = on_error
+        self.max_fps = max_fps
+        self.stats = WorkerStats()
+        self._cond: Latest[tuple[Conditioning, float]] = Latest()
+        self._frames: Latest[tuple[torch.Tensor, float, bool]] = Latest()
+        self._swap: Latest[Callable[[], StreamEngine] | EngineConfig] = Latest()
+        self._current: tuple[Conditioning, float] | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._reported: set[str] = set()
+
+    def start(self) -> None:
+        """Start the inference and post-processing threads."""
+        self._stop.clear()
+        self._threads = [threading.Thread(target=self._infer_loop, name="livekit-inference", daemon=True),
+                         threading.Thread(target=self._post_loop, name="livekit-post", daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, cond: Conditioning, control_time_s: float | None = None) -> None:
+        """Hand the latest conditioning to the inference thread (never blocks)."""
+        self._cond.put((cond, time.monotonic() if control_time_s is None else control_time_s))
+
+    def reconfigure(self, change: EngineConfig | Callable[[], StreamEngine]) -> None:
+        """Apply a new EngineConfig, or swap in a new engine from a factory, on the inference thread."""
+        self._swap.put(change)
+
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Stop and join both threads; True when they ended within the timeout."""
+        self._stop.set()
+        self._cond.put(self._current or (Conditioning(), 0.0))  # wake the inference thread
+        self._frames.put((torch.zeros(0), 0.0, True))  # wake the post thread
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    def _error(self, where: str, exc: BaseException) -> None:
+        """Count, log once per distinct message, tell the HUD; never raise."""
+        self.stats.errors += 1
+        msg = f"{where}: {type(exc).__name__}: {exc}"
+        self.stats.last_error = msg
+        if msg not in self._reported and len(self._reported) < 100:
+            self._reported.add(msg)
+            log.error("%s (further identical errors are counted, not logged)", msg, exc_info=exc)
+        if self.on_error is not None:
+            self.on_error(msg)
+
+    def _infer_loop(self) -> None:
+        period = 1.0 / self.max_fps if self.max_fps else 0.0
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            latest = self._cond.take(0.0 if self._current else 0.1)
+            if latest is not None:
+                self._current = latest
+            if self._current is None or self._stop.is_set():
+                continue
+            change = self._swap.take(0.0)
+            try:
+                if isinstance(change, EngineConfig):
+                    self.engine.configure(change)
+                elif change is not None:
+                    self.engine = change()
+                cond, stamp = self._current
+                skipped_before = self.engine.stats.skipped
+                image = self.engine.step(cond)
+                self._frames.put((image, stamp, self.engine.stats.skipped > skipped_before))
+            except Exception as exc:  # nothing is fatal in the live loop: the last good frame stays on screen
+                self._error("inference", exc)
+                time.sleep(0.05)
+            if period:
+                next_t = max(next_t + period, time.monotonic() - period)
+                self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def _post_loop(self) -> None:
+        last_done = None
+        while not self._stop.is_set():
+            item = self._frames.take(0.1)
+            if item is None or self._stop.is_set():
+                continue
+            image, stamp, skipped = item
+            try:
+                frame = to_uint8(image)
+                now = time.monotonic()
+                self.stats.frames += 1
+                if last_done is not None:
+                    inst = 1.0 / max(now - last_done, 1e-6)
+                    self.stats.generated_fps += 0.1 * (inst - self.stats.generated_fps)
+                last_done = now
+                self.stats.latency_ms = (now - stamp) * 1000.0
+                self.on_frame(frame, FrameInfo(self.stats.frames, stamp, now, skipped))
+            except Exception as exc:
+                self._error("post-processing", exc)
