@@ -95,7 +95,3 @@ class AbletonClock:
             running = self._playing and beats_since <= self._lost_after_beats
             beat = self._beat + (min(beats_since, 1.0) if running else 0.0)
             return TempoState(bpm=bpm, beat=beat, time_s=now, running=running, beats_per_bar=self._beats_per_bar)
-
-
-ABLETON_ADDRESSES = frozenset({"/live/song/get/beat", "/live/song/beat", "/live/song/get/tempo",
-                               "/live/song/get/is_playing", "/live/song/get/signature_numerator"})

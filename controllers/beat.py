@@ -202,6 +202,11 @@ class BeatTracker:
         number, ref_s, spb = model
         return ref_s + (math.floor(self._beat_of(model, time_s)) + 1 - number) * spb
 
+    def time_of_beat(self, number: float) -> float | None:
+        """Time of a beat number on the current grid, or None without a tempo."""
+        model = self._model
+        return None if model is None else model[1] + (number - model[0]) * model[2]
+
     def tempo(self) -> TempoState | None:
         """The tracker's view at the latest analysed frame, as every tempo source reports it."""
         model = self._model

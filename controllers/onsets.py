@@ -95,6 +95,7 @@ class OnsetDetector:
         self._peak = 0.0
         self._peak_keep = math.exp(-self._frame_s / config.peak_release_s)
         self._last_onset_s = -math.inf
+        self.last_strength = 0.0  # strength of the latest onset relative to the recent peak, 0..1
 
     @property
     def peak_strength(self) -> float:
@@ -130,6 +131,7 @@ class OnsetDetector:
         if onset_s - self._last_onset_s < cfg.min_gap_s:
             return None
         self._last_onset_s = onset_s
+        self.last_strength = min(value / self._peak, 1.0) if self._peak > 0 else 0.0
         return onset_s
 
 

@@ -25,8 +25,8 @@ import struct
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pythonosc.dispatcher import Dispatcher

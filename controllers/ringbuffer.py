@@ -33,19 +33,20 @@ class RingBuffer:
     def write(self, block: np.ndarray, time_s: float) -> None:
         """Copy a (frames, channels) block in and stamp it with the time its last frame arrived; real-time safe."""
         n = len(block)
-        if n > self.capacity:
+        base = self.written
+        if n > self.capacity:  # keep only the newest capacity frames
+            base += n - self.capacity
             block = block[n - self.capacity :]
-            self.written += n - self.capacity
             n = self.capacity
-        start = self.written % self.capacity
+        start = base % self.capacity
         first = min(n, self.capacity - start)
         self._data[start : start + first] = block[:first]
         if first < n:
             self._data[: n - first] = block[first:]
         slot = self._stamps % self.STAMPS
-        self._stamp_frames[slot] = self.written + n
+        self._stamp_frames[slot] = base + n
         self._stamp_times[slot] = time_s
-        self.written += n  # publish the frames...
+        self.written = base + n  # publish the frames...
         self._stamps += 1  # ...then the stamp that covers them
 
     def available(self) -> int:

@@ -9,6 +9,7 @@ killed outright still leaves a file that plays up to its last fragment; close() 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import struct
@@ -76,7 +77,7 @@ class FixedRateTimeline:
         else:
             if self._start_s is None:
                 self._start_s = time_s
-            index = round((time_s - self._start_s) * self.fps)
+            index = math.floor((time_s - self._start_s) * self.fps + 1e-6)  # the slot this instant falls in
         if self._last is not None and index <= self._last:
             return None
         repeats = 0 if self._last is None else min(index - self._last - 1, self._max_repeat)
@@ -87,7 +88,8 @@ class FixedRateTimeline:
 class _WriterThread:
     """The shared part of both writers: a bounded frame queue, an audio deque and one thread that does the work."""
 
-    def __init__(self, name: str, fps: float, max_queue: int) -> None:
+    def __init__(self, name: str, fps: float, max_queue: int, drop_when_behind: bool) -> None:
+        self.drop_when_behind = drop_when_behind  # False: write() waits for the writer (offline rendering)
         self.timeline = FixedRateTimeline(fps)
         self.frames_written = 0  # frames in the output, repeats included
         self.frames_dropped = 0  # frames lost because the writer fell behind (the previous frame repeats instead)
@@ -107,8 +109,12 @@ class _WriterThread:
         slot = self.timeline.place(time_s)
         if slot is None:
             return
+        item = (slot[0], slot[1], np.array(frame, copy=True))
+        if not self.drop_when_behind:
+            self._queue.put(item)
+            return
         try:
-            self._queue.put_nowait((slot[0], slot[1], np.array(frame, copy=True)))
+            self._queue.put_nowait(item)
         except queue.Full:
             self.frames_dropped += 1
 
@@ -188,14 +194,14 @@ class VideoRecorder(_WriterThread):
 
     def __init__(self, path: str | os.PathLike, fps: float = 30.0, size_px: tuple[int, int] | None = None, *,
                  audio_sample_rate: int | None = None, audio_channels: int = 2, codec: str | None = None,
-                 crf: int = 18, max_queue: int = 32) -> None:
+                 crf: int = 18, max_queue: int = 32, drop_when_behind: bool = True) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise ValueError(f"video recordings need one of {', '.join(VIDEO_SUFFIXES)}, got {self.path.name!r}")
         rate = _check_fps(fps)
         if audio_channels not in (1, 2):
             raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels}")
-        super().__init__(f"record:{self.path.name}", float(rate), max_queue)
+        super().__init__(f"record:{self.path.name}", float(rate), max_queue, drop_when_behind)
         self.codec_name = _pick_codec(codec, _VIDEO_CODECS, "video")
         self._rate, self._crf = rate, crf
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -292,13 +298,13 @@ class PngSequenceWriter(_WriterThread):
     """Frames at a fixed fps as frame_000000.png, frame_000001.png, ... in a folder (audio, if any, to audio.wav)."""
 
     def __init__(self, folder: str | os.PathLike, fps: float = 30.0, size_px: tuple[int, int] | None = None, *,
-                 compress_level: int = 1, max_queue: int = 16) -> None:
+                 compress_level: int = 1, max_queue: int = 16, drop_when_behind: bool = True) -> None:
         self.path = Path(folder)
         if self.path.exists() and not self.path.is_dir():
             raise ValueError(f"{self.path} is a file; PNG frames need a folder (or use a .mp4 path for video)")
         if self.path.is_dir() and any(self.path.glob("frame_*.png")):
             raise ValueError(f"{self.path} already holds frame_*.png files: choose an empty or new folder")
-        super().__init__(f"png:{self.path.name}", float(_check_fps(fps)), max_queue)
+        super().__init__(f"png:{self.path.name}", float(_check_fps(fps)), max_queue, drop_when_behind)
         self.path.mkdir(parents=True, exist_ok=True)
         self._size_px = size_px
         self._level = compress_level
@@ -384,13 +390,15 @@ def save_png(path: str | os.PathLike, frame: np.ndarray, compress_level: int = 6
 
 
 def open_frame_writer(path: str | os.PathLike, fps: float = 30.0, size_px: tuple[int, int] | None = None, *,
-                      audio_sample_rate: int | None = None) -> VideoRecorder | PngSequenceWriter:
+                      audio_sample_rate: int | None = None, drop_when_behind: bool = True,
+                      ) -> VideoRecorder | PngSequenceWriter:
     """A writer chosen by path: .mp4/.mov/.mkv/.m4v records video, a folder (existing or suffix-less) PNG frames."""
     target = Path(path)
     suffix = target.suffix.lower()
     if suffix in VIDEO_SUFFIXES:
-        return VideoRecorder(target, fps, size_px, audio_sample_rate=audio_sample_rate)
+        return VideoRecorder(target, fps, size_px, audio_sample_rate=audio_sample_rate,
+                             drop_when_behind=drop_when_behind)
     if target.is_dir() or not suffix:
-        return PngSequenceWriter(target, fps, size_px)
+        return PngSequenceWriter(target, fps, size_px, drop_when_behind=drop_when_behind)
     raise ValueError(f"cannot record to {target.name!r}: use a {', '.join(VIDEO_SUFFIXES)} file for video "
                      "or a folder name (no suffix) for numbered PNG frames")

@@ -384,9 +384,13 @@ def load_sd(
         unet.to(memory_format=torch.channels_last)
         autoencoder.to(memory_format=torch.channels_last)
 
+    # Names that say what the checkpoint is: the id or folder name, the hub repo a cached snapshot belongs to
+    # (models--stabilityai--sd-turbo/snapshots/<hash>), and the _name_or_path its configs were saved with.
     saved = [_read_json(folder / "model_index.json"), _read_json(folder / "unet" / "config.json")]
-    hints = [name, str(folder)] + [str(config.get("_name_or_path", "")) for config in saved]
-    is_lcm_lora = lora is not None and (lcm_lora if lcm_lora is not None else bool(_LCM_NAME.search(str(lora))))
+    hints = [Path(name).name, folder.name, folder.parent.parent.name if folder.parent.name == "snapshots" else ""]
+    hints += [str(config.get("_name_or_path", "")) for config in saved]
+    lora_names = "/".join(Path(str(lora)).parts[-2:]) if lora is not None else ""  # e.g. lcm-lora-sdv1-5/x.safetensors
+    is_lcm_lora = lora is not None and (lcm_lora if lcm_lora is not None else bool(_LCM_NAME.search(lora_names)))
     if is_lcm_lora or scheduler_config.get("_class_name") == "LCMScheduler":
         kind = "lcm"
     elif any(_TURBO_NAME.search(h) for h in hints):

@@ -1,0 +1,487 @@
+"""Live audio in: a sounddevice input or a sound file, analysed hop by hop into ``audio/<feature>`` control events.
+
+Threads: the PortAudio callback only copies into a RingBuffer; one analysis thread per input reads it hop by hop,
+runs AudioAnalyzer and calls the sink. A missing PortAudio or device is reported once and the show goes on without
+audio; a device that dies mid-show is reopened.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+
+from controllers.base import ControlEvent, ControlSink, TempoState
+from controllers.beat import BeatConfig, BeatTracker
+from controllers.envelope import EnvelopeBank, EnvelopeConfig
+from controllers.features import FeatureConfig, FeatureExtractor, Spectrum
+from controllers.onsets import OnsetConfig, OnsetDetector, OnsetStrength
+from controllers.ringbuffer import RingBuffer, SampleClock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnalyzerConfig:
+    """Everything the hop-by-hop analysis needs besides the sample rate."""
+
+    hop: int = 512  # samples per analysis step: 10.7 ms at 48 kHz
+    features: FeatureConfig = field(default_factory=FeatureConfig)  # levels, bands, centroid
+    onsets: OnsetConfig = field(default_factory=OnsetConfig)  # onset strength and peak picking
+    beat: BeatConfig = field(default_factory=BeatConfig)  # tempo and phase tracking
+    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)  # attack/release of every continuous feature
+
+    def __post_init__(self) -> None:
+        if not 32 <= self.hop <= self.features.fft_size:
+            raise ValueError(f"hop must be in 32..fft_size ({self.features.fft_size}) samples, got {self.hop}")
+
+
+class AudioAnalyzer:
+    """Turns mono hops into audio/<feature> events; no I/O, so it runs on live input, a file or an array alike."""
+
+    def __init__(self, config: AnalyzerConfig, sample_rate: int) -> None:
+        hop, fft = config.hop, config.features.fft_size
+        frame_rate = sample_rate / hop
+        self.config = config
+        self.sample_rate = sample_rate
+        self._spectrum = Spectrum(fft, hop)
+        self._features = FeatureExtractor(config.features, sample_rate, hop)
+        self._strength = OnsetStrength(config.onsets, sample_rate, fft)
+        self._onsets = OnsetDetector(config.onsets, frame_rate, fft / sample_rate)
+        self._delay_s = config.onsets.delay_windows * fft / sample_rate
+        self.tracker = BeatTracker(config.beat, frame_rate)
+        self.names: tuple[str, ...] = self._features.names + ("flux",)  # continuous features, smoothed
+        self._keys = tuple(f"audio/{name}" for name in self.names)
+        self._envelopes = EnvelopeBank.for_names(self.names, config.envelope, frame_rate)
+        self._values = np.zeros(len(self.names))
+        self._last_beat: int | None = None
+        self._latest: dict[str, float] = {}
+
+    def process(self, hop: np.ndarray, time_s: float) -> list[ControlEvent]:
+        """Analyse one mono hop whose last sample was captured at time_s; returns this hop's events."""
+        magnitude = self._spectrum.push(hop)
+        strength = self._strength.update(magnitude)
+        onset_s = self._onsets.update(strength, time_s)
+        self.tracker.update(strength, time_s - self._delay_s)
+        values = self._values
+        values[:-1] = self._features.update(hop, magnitude)
+        peak = self._onsets.peak_strength
+        values[-1] = min(strength / peak, 1.0) if peak > 0 else 0.0
+        smoothed = self._envelopes.process(values).tolist()
+        latest = dict(zip(self.names, smoothed))
+        events = [ControlEvent(key, value, time_s) for key, value in zip(self._keys, smoothed)]
+        if onset_s is not None:
+            events.append(ControlEvent("audio/onset", self._onsets.last_strength, onset_s))
+        beat = self.tracker.beat_at(time_s)
+        if beat is not None:
+            number = math.floor(beat)
+            if self._last_beat is not None and number > self._last_beat:
+                events.append(ControlEvent("audio/beat", 1.0, self.tracker.time_of_beat(number) or time_s))
+            self._last_beat = number if self._last_beat is None else max(number, self._last_beat)
+            latest.update(beat_phase=beat - number, bpm=self.tracker.bpm or 0.0,
+                          next_beat_s=self.tracker.next_beat_time(time_s) or 0.0,
+                          beat_confidence=self.tracker.confidence)
+            events += [ControlEvent(f"audio/{k}", latest[k], time_s) for k in _BEAT_KEYS]
+        self._latest = latest
+        return events
+
+    def analyze(self, samples: np.ndarray, start_time_s: float = 0.0) -> list[ControlEvent]:
+        """Run a whole (frames,) or (frames, channels) array through process() as fast as the CPU allows."""
+        mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+        mono = np.ascontiguousarray(mono, dtype=np.float64)
+        hop = self.config.hop
+        events: list[ControlEvent] = []
+        for end in range(hop, len(mono) + 1, hop):
+            events += self.process(mono[end - hop : end], start_time_s + end / self.sample_rate)
+        return events
+
+    def latest(self) -> dict[str, float]:
+        """The newest value of every continuous feature (plus beat_phase, bpm, next_beat_s once a tempo is found)."""
+        return dict(self._latest)
+
+    def tempo(self) -> TempoState | None:
+        """The beat tracker's tempo state (None before it found a tempo)."""
+        return self.tracker.tempo()
+
+
+_BEAT_KEYS = ("beat_phase", "bpm", "next_beat_s", "beat_confidence")
+
+
+def analyze_array(samples: np.ndarray, sample_rate: int, config: AnalyzerConfig | None = None,
+                  start_time_s: float = 0.0) -> tuple[list[ControlEvent], AudioAnalyzer]:
+    """Analyse an array faster than real time: (events, the analyzer, for its tempo() and latest())."""
+    analyzer = AudioAnalyzer(config or AnalyzerConfig(), sample_rate)
+    return analyzer.analyze(samples, start_time_s), analyzer
+
+
+class AudioUnavailable(RuntimeError):
+    """No audio input could be opened; the message says why and what to do."""
+
+
+class PortAudioMissing(AudioUnavailable):
+    """The PortAudio library (or sounddevice) cannot be loaded: retrying will not help."""
+
+
+def _sounddevice() -> ModuleType:
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
+        raise PortAudioMissing(
+            f"audio input unavailable: PortAudio could not be loaded ({exc}); install it (Debian: apt-get install "
+            "libportaudio2) and the sounddevice package. Continuing without audio."
+        ) from exc
+    return sounddevice
+
+
+def rescan() -> None:
+    """Re-initialise PortAudio so it sees devices that appeared since import (a JACK server started, a USB
+    interface plugged in). Every open sounddevice stream in the process is closed by this."""
+    sd = _sounddevice()
+    sd._terminate()
+    sd._initialize()
+
+
+def list_input_devices() -> list[dict[str, Any]]:
+    """Every input device PortAudio sees: index, name, hostapi (name), channels, default_samplerate."""
+    sd = _sounddevice()
+    return [
+        {"index": d["index"], "name": d["name"], "hostapi": sd.query_hostapis(d["hostapi"])["name"],
+         "channels": d["max_input_channels"], "default_samplerate": d["default_samplerate"]}
+        for d in sd.query_devices() if d["max_input_channels"] > 0
+    ]
+
+
+def find_input_device(device: str | int | None) -> int:
+    """Index of the input device given by index or case-insensitive name fragment (host API name included);
+    None picks PortAudio's default input, else the first input. Raises AudioUnavailable with the choices."""
+    inputs = list_input_devices()
+    choices = "; ".join(f"{d['index']}: {d['name']} ({d['hostapi']})" for d in inputs) or "none"
+    if not inputs:
+        raise AudioUnavailable("audio input unavailable: PortAudio sees no input device. Continuing without audio.")
+    if device is None:
+        default = _sounddevice().default.device[0]
+        return default if any(d["index"] == default for d in inputs) else inputs[0]["index"]
+    if isinstance(device, int):
+        if any(d["index"] == device for d in inputs):
+            return device
+        raise AudioUnavailable(f"audio input unavailable: device {device} is not an input. Inputs: {choices}")
+    for d in inputs:
+        if device.lower() in f"{d['name']} ({d['hostapi']})".lower():
+            return d["index"]
+    raise AudioUnavailable(f"audio input unavailable: no input device matches {device!r}. Inputs: {choices}")
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Which input to open and how the live input is supervised."""
+
+    device: str | int | None = None  # index or case-insensitive name fragment ("jack", "scarlett"); None = default
+    channels: int = 1  # channels opened; the analysis uses their mean
+    sample_rate: int | None = None  # Hz; None takes the device's default rate
+    block_size: int = 256  # frames per PortAudio callback (5.3 ms at 48 kHz); 0 lets PortAudio choose
+    latency: float | str = "low"  # PortAudio input latency: seconds, "low" or "high"
+    ring_s: float = 2.0  # ring buffer length: how far analysis may fall behind before audio is dropped
+    stall_s: float = 1.0  # no audio for this long while open counts as a lost device
+    reopen_s: float = 2.0  # pause between attempts to (re)open the device
+    rescan_on_reopen: bool = True  # re-initialise PortAudio before a reopen, to find a replugged device
+
+    def __post_init__(self) -> None:
+        if self.channels < 1:
+            raise ValueError(f"channels must be >= 1, got {self.channels}")
+        if self.sample_rate is not None and self.sample_rate <= 0:
+            raise ValueError(f"sample_rate must be > 0 Hz or None for the device default, got {self.sample_rate}")
+        if self.block_size < 0:
+            raise ValueError(f"block_size must be >= 0 frames (0 = PortAudio chooses), got {self.block_size}")
+        if self.ring_s <= 0 or self.stall_s <= 0 or self.reopen_s <= 0:
+            raise ValueError("ring_s, stall_s and reopen_s must be > 0 seconds")
+
+
+class InputStreamLike(Protocol):
+    """What AudioInput needs of a stream (sounddevice.InputStream has it)."""
+
+    samplerate: float
+    latency: float
+    active: bool
+
+    def start(self) -> None: ...
+    def abort(self) -> None: ...
+    def close(self) -> None: ...
+
+
+OpenStream = Callable[[AudioConfig, Callable[..., None]], InputStreamLike]
+
+
+def open_input_stream(config: AudioConfig, callback: Callable[..., None]) -> InputStreamLike:
+    """An unstarted sounddevice.InputStream (float32) for config; raises AudioUnavailable with the reason."""
+    sd = _sounddevice()
+    index = find_input_device(config.device)
+    try:
+        return sd.InputStream(device=index, channels=config.channels, samplerate=config.sample_rate,
+                              blocksize=config.block_size, dtype="float32", latency=config.latency, callback=callback)
+    except (sd.PortAudioError, ValueError) as exc:
+        raise AudioUnavailable(f"audio input unavailable: cannot open device {index} ({exc}). Continuing without audio.") from exc
+
+
+class _Delivery:
+    """Calls a sink with events; a failing sink is counted and reported once, never fatal."""
+
+    def __init__(self, sink: ControlSink | None) -> None:
+        self.sink = sink
+        self.errors = 0
+
+    def __call__(self, events: list[ControlEvent]) -> None:
+        if self.sink is None:
+            return
+        for event in events:
+            try:
+                self.sink(event)
+            except Exception:
+                self.errors += 1
+                if self.errors == 1:
+                    log.exception("audio event sink failed (reported once; later failures are only counted)")
+
+
+class AudioInput:
+    """A live input device analysed on its own thread; events go to the sink, tempo() serves the master clock."""
+
+    def __init__(self, config: AudioConfig | None = None, sink: ControlSink | None = None,
+                 analysis: AnalyzerConfig | None = None, *, open_stream: OpenStream | None = None) -> None:
+        self.config = config or AudioConfig()
+        self.analysis = analysis or AnalyzerConfig()
+        self._open_stream = open_stream or open_input_stream
+        self._deliver = _Delivery(sink)
+        self.analyzer: AudioAnalyzer | None = None
+        self.error: str | None = None  # the latest problem, for a HUD; None while audio flows
+        self.reopens = 0  # how many times a lost device was reopened
+        self._reported: set[str] = set()
+        self._stream: InputStreamLike | None = None
+        self._ring: RingBuffer | None = None
+        self._clock: SampleClock | None = None
+        self._fatal = False
+        self._last_data_s = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def stream(self) -> InputStreamLike | None:
+        """The open stream, or None while there is none."""
+        return self._stream
+
+    def start(self) -> bool:
+        """Open the device and start analysing; False (with `error` set, reported once) if there is no audio.
+        Unless PortAudio itself is missing, a background thread keeps trying to open the device."""
+        if self._thread is not None and self._thread.is_alive():
+            return self._stream is not None
+        self._stop.clear()
+        opened = self._try_open()
+        if self._fatal:
+            return False
+        self._thread = threading.Thread(target=self._run, name="livekit-audio-analysis", daemon=True)
+        self._thread.start()
+        return opened
+
+    def stop(self) -> None:
+        """Stop analysing and close the device; start() opens it again."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+        self._close_stream()
+
+    close = stop
+
+    def __enter__(self) -> AudioInput:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def tempo(self) -> TempoState | None:
+        """The audio beat tracker's tempo (None before a tempo is found or without audio)."""
+        return self.analyzer.tempo() if self.analyzer is not None else None
+
+    def latest(self) -> dict[str, float]:
+        """The newest value of every audio feature (empty without audio)."""
+        return self.analyzer.latest() if self.analyzer is not None else {}
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        self._ring.write(indata, time.monotonic())  # type: ignore[union-attr]  # real-time: copy and return
+
+    def _report(self, message: str) -> None:
+        self.error = message
+        if message not in self._reported:
+            self._reported.add(message)
+            log.warning("%s", message)
+
+    def _try_open(self) -> bool:
+        stream: InputStreamLike | None = None
+        try:
+            stream = self._open_stream(self.config, self._callback)
+            rate = int(round(stream.samplerate))
+            self._ring = RingBuffer(max(int(self.config.ring_s * rate), 4 * self.analysis.hop), self.config.channels)
+            self._clock = SampleClock(rate, latency_s=float(stream.latency or 0.0))
+            if self.analyzer is None or self.analyzer.sample_rate != rate:
+                self.analyzer = AudioAnalyzer(self.analysis, rate)
+            stream.start()
+        except AudioUnavailable as exc:
+            self._fatal = isinstance(exc, PortAudioMissing)
+            self._report(str(exc))
+            return False
+        except Exception as exc:  # a device error while starting: report it, the supervisor retries
+            self._report(f"audio input unavailable: {type(exc).__name__}: {exc}. Retrying every {self.config.reopen_s:g} s.")
+            if stream is not None:
+                self._stream = stream
+                self._close_stream()
+            return False
+        self._stream = stream
+        self._last_data_s = time.monotonic()
+        self.error = None
+        return True
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return
+        try:
+            stream.abort()
+            stream.close()
+        except Exception as exc:  # the device is already gone: nothing left to release
+            log.debug("closing the audio stream failed: %s", exc)
+
+    def _run(self) -> None:
+        hop = self.analysis.hop
+        block = np.zeros((hop, self.config.channels), dtype=np.float32)
+        mono = np.zeros(hop, dtype=np.float64)
+        next_attempt = time.monotonic() + self.config.reopen_s
+        while not self._stop.is_set():
+            stream, ring, clock, analyzer = self._stream, self._ring, self._clock, self.analyzer
+            now = time.monotonic()
+            if stream is None or ring is None or clock is None or analyzer is None:
+                if now >= next_attempt:
+                    next_attempt = now + self.config.reopen_s
+                    self._reopen()
+                self._stop.wait(0.05)
+                continue
+            got = False
+            while ring.read_into(block):
+                got = True
+                stamp = ring.latest_stamp()
+                if stamp is not None:
+                    clock.observe(*stamp)
+                np.mean(block, axis=1, out=mono)
+                self._deliver(analyzer.process(mono, clock.time_of(ring.read)))
+            if got:
+                self._last_data_s = now
+            elif not stream.active or now - self._last_data_s > self.config.stall_s:
+                reason = "stream stopped" if not stream.active else f"no audio for {self.config.stall_s:g} s"
+                self._report(f"audio input lost ({reason}); reopening")
+                self._close_stream()
+                next_attempt = now
+            self._stop.wait(hop / analyzer.sample_rate / 2)
+
+    def _reopen(self) -> None:
+        if self.config.rescan_on_reopen:
+            try:
+                rescan()
+            except Exception as exc:  # PortAudio refused to re-initialise: the open below reports the outcome
+                log.debug("PortAudio rescan failed: %s", exc)
+        if self._try_open():
+            self.reopens += 1
+            log.warning("audio input reopened")
+
+
+class FileSource:
+    """Plays a WAV/FLAC file through the same analysis, in real time for rehearsal or as fast as possible."""
+
+    def __init__(self, path: str | Path, sink: ControlSink | None = None, analysis: AnalyzerConfig | None = None,
+                 *, realtime: bool = True, loop: bool = False) -> None:
+        import soundfile
+
+        try:
+            info = soundfile.info(str(path))
+        except Exception as exc:  # soundfile raises its own error type for unreadable files
+            raise ValueError(f"cannot read audio file {str(path)!r}: {exc}") from exc
+        self.path = Path(path)
+        self.sample_rate = int(info.samplerate)
+        self.realtime = realtime
+        self.loop = loop
+        self.analysis = analysis or AnalyzerConfig()
+        self.analyzer = AudioAnalyzer(self.analysis, self.sample_rate)
+        self._deliver = _Delivery(sink)
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Start playing on a background thread; True (a readable file is always available)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._done.clear()
+            self._thread = threading.Thread(target=self._run, name="livekit-audio-file", daemon=True)
+            self._thread.start()
+        return True
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the file has played out (never, when looping); True if it has."""
+        return self._done.wait(timeout_s)
+
+    def stop(self) -> None:
+        """Stop playing."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+    close = stop
+
+    def __enter__(self) -> FileSource:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def tempo(self) -> TempoState | None:
+        """The beat tracker's tempo for the file so far."""
+        return self.analyzer.tempo()
+
+    def latest(self) -> dict[str, float]:
+        """The newest value of every audio feature."""
+        return self.analyzer.latest()
+
+    def _run(self) -> None:
+        import soundfile
+
+        hop = self.analysis.hop
+        start_s = time.monotonic()
+        played = 0
+        try:
+            with soundfile.SoundFile(str(self.path)) as audio:
+                while not self._stop.is_set():
+                    block = audio.read(hop, dtype="float64", always_2d=True)
+                    if len(block) < hop:
+                        if not self.loop:
+                            break
+                        audio.seek(0)
+                        rest = audio.read(hop - len(block), dtype="float64", always_2d=True)
+                        block = np.concatenate([block, rest])
+                        if len(block) < hop:  # a file shorter than one hop
+                            block = np.pad(block, ((0, hop - len(block)), (0, 0)))
+                    played += hop
+                    time_s = start_s + played / self.sample_rate
+                    if self.realtime:
+                        self._stop.wait(max(0.0, time_s - time.monotonic()))
+                    self._deliver(self.analyzer.process(block.mean(axis=1), time_s))
+        except Exception:
+            log.exception("playing %s failed; continuing without file audio", self.path)
+        finally:
+            self._done.set()
