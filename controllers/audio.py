@@ -8,11 +8,10 @@ audio; a device that dies mid-show is reopened.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -20,106 +19,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from controllers.base import ControlEvent, ControlSink, TempoState
-from controllers.beat import BeatConfig, BeatTracker
-from controllers.envelope import EnvelopeBank, EnvelopeConfig
-from controllers.features import FeatureConfig, FeatureExtractor, Spectrum
-from controllers.onsets import OnsetConfig, OnsetDetector, OnsetStrength
+from controllers.features import AnalyzerConfig, AudioAnalyzer
 from controllers.ringbuffer import RingBuffer, SampleClock
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AnalyzerConfig:
-    """Everything the hop-by-hop analysis needs besides the sample rate."""
-
-    hop: int = 512  # samples per analysis step: 10.7 ms at 48 kHz
-    features: FeatureConfig = field(default_factory=FeatureConfig)  # levels, bands, centroid
-    onsets: OnsetConfig = field(default_factory=OnsetConfig)  # onset strength and peak picking
-    beat: BeatConfig = field(default_factory=BeatConfig)  # tempo and phase tracking
-    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)  # attack/release of every continuous feature
-
-    def __post_init__(self) -> None:
-        if not 32 <= self.hop <= self.features.fft_size:
-            raise ValueError(f"hop must be in 32..fft_size ({self.features.fft_size}) samples, got {self.hop}")
-
-
-class AudioAnalyzer:
-    """Turns mono hops into audio/<feature> events; no I/O, so it runs on live input, a file or an array alike."""
-
-    def __init__(self, config: AnalyzerConfig, sample_rate: int) -> None:
-        hop, fft = config.hop, config.features.fft_size
-        frame_rate = sample_rate / hop
-        self.config = config
-        self.sample_rate = sample_rate
-        self._spectrum = Spectrum(fft, hop)
-        self._features = FeatureExtractor(config.features, sample_rate, hop)
-        self._strength = OnsetStrength(config.onsets, sample_rate, fft)
-        self._onsets = OnsetDetector(config.onsets, frame_rate, fft / sample_rate)
-        self._delay_s = config.onsets.delay_windows * fft / sample_rate
-        self.tracker = BeatTracker(config.beat, frame_rate)
-        self.names: tuple[str, ...] = self._features.names + ("flux",)  # continuous features, smoothed
-        self._keys = tuple(f"audio/{name}" for name in self.names)
-        self._envelopes = EnvelopeBank.for_names(self.names, config.envelope, frame_rate)
-        self._values = np.zeros(len(self.names))
-        self._last_beat: int | None = None
-        self._latest: dict[str, float] = {}
-
-    def process(self, hop: np.ndarray, time_s: float) -> list[ControlEvent]:
-        """Analyse one mono hop whose last sample was captured at time_s; returns this hop's events."""
-        magnitude = self._spectrum.push(hop)
-        strength = self._strength.update(magnitude)
-        onset_s = self._onsets.update(strength, time_s)
-        self.tracker.update(strength, time_s - self._delay_s)
-        values = self._values
-        values[:-1] = self._features.update(hop, magnitude)
-        peak = self._onsets.peak_strength
-        values[-1] = min(strength / peak, 1.0) if peak > 0 else 0.0
-        smoothed = self._envelopes.process(values).tolist()
-        latest = dict(zip(self.names, smoothed))
-        events = [ControlEvent(key, value, time_s) for key, value in zip(self._keys, smoothed)]
-        if onset_s is not None:
-            events.append(ControlEvent("audio/onset", self._onsets.last_strength, onset_s))
-        beat = self.tracker.beat_at(time_s)
-        if beat is not None:
-            number = math.floor(beat)
-            if self._last_beat is not None and number > self._last_beat:
-                events.append(ControlEvent("audio/beat", 1.0, self.tracker.time_of_beat(number) or time_s))
-            self._last_beat = number if self._last_beat is None else max(number, self._last_beat)
-            latest.update(beat_phase=beat - number, bpm=self.tracker.bpm or 0.0,
-                          next_beat_s=self.tracker.next_beat_time(time_s) or 0.0,
-                          beat_confidence=self.tracker.confidence)
-            events += [ControlEvent(f"audio/{k}", latest[k], time_s) for k in _BEAT_KEYS]
-        self._latest = latest
-        return events
-
-    def analyze(self, samples: np.ndarray, start_time_s: float = 0.0) -> list[ControlEvent]:
-        """Run a whole (frames,) or (frames, channels) array through process() as fast as the CPU allows."""
-        mono = samples.mean(axis=1) if samples.ndim == 2 else samples
-        mono = np.ascontiguousarray(mono, dtype=np.float64)
-        hop = self.config.hop
-        events: list[ControlEvent] = []
-        for end in range(hop, len(mono) + 1, hop):
-            events += self.process(mono[end - hop : end], start_time_s + end / self.sample_rate)
-        return events
-
-    def latest(self) -> dict[str, float]:
-        """The newest value of every continuous feature (plus beat_phase, bpm, next_beat_s once a tempo is found)."""
-        return dict(self._latest)
-
-    def tempo(self) -> TempoState | None:
-        """The beat tracker's tempo state (None before it found a tempo)."""
-        return self.tracker.tempo()
-
-
-_BEAT_KEYS = ("beat_phase", "bpm", "next_beat_s", "beat_confidence")
-
-
-def analyze_array(samples: np.ndarray, sample_rate: int, config: AnalyzerConfig | None = None,
-                  start_time_s: float = 0.0) -> tuple[list[ControlEvent], AudioAnalyzer]:
-    """Analyse an array faster than real time: (events, the analyzer, for its tempo() and latest())."""
-    analyzer = AudioAnalyzer(config or AnalyzerConfig(), sample_rate)
-    return analyzer.analyze(samples, start_time_s), analyzer
 
 
 class AudioUnavailable(RuntimeError):

@@ -167,7 +167,7 @@ class BeatTracker:
         fitted = fit_beats(strength, period, cfg.fit_beats, cfg.silence_strength)
         if fitted is None:
             return
-        latest_frame, period = fitted
+        latest_frame, period = float(fitted[0]), float(fitted[1])
         self._period = period
         beat_s = self._latest_s - (len(strength) - 1 - latest_frame) / self.frame_rate_hz
         seconds_per_beat = period / self.frame_rate_hz

@@ -17,14 +17,16 @@ import numpy as np
 class OnsetConfig:
     """Onset strength and peak picking settings."""
 
-    compression: float = 100.0  # gamma in log(1 + gamma * |X|): soft hits count, loudness matters less
+    compression: float = 3.0  # gamma in log(1 + gamma * |X| / level): soft hits count, not just loud ones
+    level_release_s: float = 10.0  # `level` is the recent peak of the mean band magnitude (automatic gain)...
+    level_floor: float = 1e-3  # ...but never below this (music at about -30 dBFS), so hiss is not amplified
     min_freq_hz: float = 30.0  # flux ignores bins below this...
     max_freq_hz: float = 16000.0  # ...and above this
     bands_per_octave: int = 12  # log-frequency bands the flux is summed over
     pre_max_s: float = 0.03  # an onset is the largest strength over this past window...
     post_max_frames: int = 1  # ...and over this many future frames (the detection delay: one hop, 10.7 ms at 48 kHz)
     pre_avg_s: float = 0.1  # the adaptive threshold averages the strength over this past window
-    threshold_ratio: float = 1.5  # strength must exceed threshold_ratio * that average...
+    threshold_ratio: float = 2.0  # strength must exceed threshold_ratio * that average...
     threshold_rel: float = 0.04  # ...plus this share of the recent peak strength (keeps it level-independent)
     threshold_abs: float = 0.01  # ...plus this absolute floor (silence and hiss give no onsets)
     min_gap_s: float = 0.05  # at most one onset per this interval
@@ -34,6 +36,8 @@ class OnsetConfig:
     def __post_init__(self) -> None:
         if self.compression <= 0:
             raise ValueError(f"compression must be > 0, got {self.compression}")
+        if self.level_release_s <= 0 or self.level_floor <= 0:
+            raise ValueError(f"level_release_s and level_floor must be > 0, got {self.level_release_s}, {self.level_floor}")
         if not 0 < self.min_freq_hz < self.max_freq_hz:
             raise ValueError(f"need 0 < min_freq_hz < max_freq_hz, got {self.min_freq_hz}, {self.max_freq_hz}")
         if self.bands_per_octave < 1:
@@ -54,7 +58,7 @@ class OnsetStrength:
     weigh alike; without this the hats own the onset strength and the beat tracker follows them.
     """
 
-    def __init__(self, config: OnsetConfig, sample_rate: int, fft_size: int) -> None:
+    def __init__(self, config: OnsetConfig, sample_rate: int, fft_size: int, hop: int) -> None:
         freqs = np.fft.rfftfreq(fft_size, 1.0 / sample_rate)
         top = min(config.max_freq_hz, sample_rate / 2.0)
         octaves = math.log2(top / config.min_freq_hz)
@@ -66,15 +70,23 @@ class OnsetStrength:
         self._stop = int(edges[-1])
         self._inverse_width = 1.0 / np.diff(edges)
         self._gamma = config.compression
+        self._level = config.level_floor
+        self._level_floor = config.level_floor
+        self._level_keep = math.exp(-hop / sample_rate / config.level_release_s)
         self._previous = np.zeros(len(self._starts))
         self._log = np.zeros(len(self._starts))
+        self._warmup = -(-fft_size // hop)  # frames until the window holds only real audio: no flux before
 
     def update(self, magnitude: np.ndarray) -> float:
         """Onset strength for one frame's magnitude spectrum (mean rise per band, >= 0)."""
         bands = np.add.reduceat(magnitude[: self._stop], self._starts) * self._inverse_width
-        np.log1p(bands * self._gamma, out=self._log)
+        self._level = max(float(bands.mean()), self._level * self._level_keep, self._level_floor)
+        np.log1p(bands * (self._gamma / self._level), out=self._log)
         rise = self._log - self._previous
         self._previous, self._log = self._log, self._previous
+        if self._warmup > 0:
+            self._warmup -= 1
+            return 0.0
         return float(np.maximum(rise, 0.0, out=rise).sum()) / len(rise)
 
 
@@ -110,7 +122,7 @@ class OnsetDetector:
         self._seen += 1
         self._peak = max(strength, self._peak * self._peak_keep)
         c = len(h) - 1 - self._post  # the candidate frame, `post` frames back
-        if self._seen <= self._post:
+        if self._seen < len(h):  # the threshold needs a full history
             return None
         value = h[c]
         past_max = h[c - self._pre_max : c].max()

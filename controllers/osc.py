@@ -305,7 +305,7 @@ class OscServer:
         except OSError as exc:
             raise OSError(exc.errno, f"cannot listen for OSC on {host}:{port} ({exc.strerror}); is another program "
                                      f"(another livekit, an OSC In in TouchDesigner) using it? pick another port") from exc
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="livekit-osc", daemon=True)
         self._thread.start()
         log.info("OSC: listening on %s:%d", host, self.port)

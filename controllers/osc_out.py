@@ -77,9 +77,9 @@ class OscSender:
             if value is not None:
                 self.set(f"/livekit/state/{name}", float(value))
 
-    def flush(self) -> int:
+    def flush(self, now_s: float | None = None) -> int:
         """Send what changed (everything, when a refresh is due) now; returns how many messages went out."""
-        now = time.monotonic()
+        now = time.monotonic() if now_s is None else now_s
         with self._lock:
             refresh = self.config.refresh_s > 0 and now - self._last_refresh_s >= self.config.refresh_s
             if refresh:

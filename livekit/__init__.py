@@ -1,1 +1,8 @@
-"""livekit package."""
+"""livekit: live AI visuals. A sketch declares prompts, seeds, parameters and mappings; `livekit run` shows it."""
+
+from livekit.params import Param, ParamBus
+from livekit.sketch import Sketch, SketchError, SketchRunner, load_sketch
+from livekit.sources import audio, key, lfo, midi, osc, tempo
+
+__all__ = ["Param", "ParamBus", "Sketch", "SketchError", "SketchRunner", "audio", "key", "lfo", "load_sketch",
+           "midi", "osc", "tempo"]

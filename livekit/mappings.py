@@ -9,10 +9,12 @@ whole range).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from controllers.base import TempoState
+from controllers.tempo import beat_at as tempo_beat_at
 from livekit.sources import (
     RELATIVE_STEP,
     KeyInput,
@@ -20,7 +22,6 @@ from livekit.sources import (
     Op,
     RelativeInput,
     Source,
-    TempoInput,
     apply_curve,
     lfo_value,
 )
@@ -29,8 +30,15 @@ from pipeline.conditioning import Conditioning
 DEFAULT_BPM = 120.0  # beat-synced LFOs, tempo phases and quantisation run on this grid while no tempo is running
 MAX_TICK_DT_S = 1.0  # a stalled tick advances the noise walk by at most this much time
 
-# takeover(target, incoming source value, current value) -> True to let the source take over after a direct set
-TakeoverHook = Callable[[str, float, float], bool]
+
+class Takeover(Protocol):
+    """Soft takeover in knob space (0..1 inside the source's range); controllers.takeover.TakeoverBank fits."""
+
+    def jump(self, name: str, value: float) -> None:
+        """The target was set elsewhere to `value` (knob space): the knob must catch it."""
+
+    def move(self, name: str, knob: float) -> float | None:
+        """The knob moved: the value to apply, or None while it has not caught up."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +121,7 @@ def beat_at(tempo: TempoState | None, now_s: float, t_s: float) -> float:
     """The beat count at now_s: the tempo's, extrapolated, or a DEFAULT_BPM grid when no tempo runs."""
     if tempo is None or not tempo.running:
         return t_s * DEFAULT_BPM / 60.0
-    return tempo.beat + (now_s - tempo.time_s) * tempo.bpm / 60.0
+    return tempo_beat_at(tempo, now_s)
 
 
 def _remap(v: float, a: float, b: float, lo: float, hi: float) -> float:
@@ -153,12 +161,11 @@ class _SourceState:
             v = float(latest[0])
             return ((1.0 if v > 0 else 0.0) if o.mode == "gate" else v), seq, pulses
         if isinstance(o, RelativeInput):
-            keys = (o.cc_key, o.rel_key) if o.encoding else (o.rel_key,)
-            steps = self._consume(sum(frame.rel.get(k, 0.0) for k in keys))
+            steps = self._consume(frame.rel.get(o.key, 0.0))
             if steps:
                 self._pos = min(max((self._pos or 0.0) + steps * RELATIVE_STEP, 0.0), 1.0)
-            seq = max((frame.latest[k][1] for k in keys if k in frame.latest), default=0)
-            return self._pos, seq, self._edge(self._pos)
+            latest = frame.latest.get(o.key)
+            return self._pos, (latest[1] if latest else 0), self._edge(self._pos)
         if isinstance(o, LfoInput):
             cycles = clock.t_s * o.hz if o.hz is not None else clock.beat / o.beats
             v = lfo_value(o.shape, cycles + o.phase, o.seed)
@@ -227,13 +234,15 @@ class Evaluation:
 class MappingEvaluator:
     """Evaluates every target once per tick, keeping smoothing, held values and the current scene between ticks."""
 
-    def __init__(self, spec: MappingSpec | None = None, takeover: TakeoverHook | None = None) -> None:
+    def __init__(self, spec: MappingSpec | None = None, takeover: Takeover | None = None) -> None:
         self.spec = spec or MappingSpec()
         self.takeover = takeover
         self._states: dict[str, _SourceState] = {}
         self._smooth: dict[str, float] = {}  # target -> smoothed value
         self._prev: dict[str, float] = {}  # target -> value before smoothing
-        self._accepted: dict[str, int] = {}  # target -> seq of the direct set a source has taken over from
+        self._seen: dict[str, int] = {}  # target -> seq of the newest source event / direct set already handled
+        self._announced: dict[str, int] = {}
+        self._blocked: set[str] = set()  # targets whose knob has not caught up after a direct set
         self._triggered: dict[str, int] = {}  # trigger target -> seq of the last direct set counted
         self._scene: int | None = None
         self._scene_seq = 0
@@ -259,10 +268,9 @@ class MappingEvaluator:
     def _state(self, name: str, source: Source, target: Target) -> _SourceState:
         state = self._states.get(name)
         if state is None or state.source != source:
-            initial = None
-            current = self._prev.get(name, target.default)
-            if isinstance(source.origin, RelativeInput) and not source.explicit_range and target.span and current is not None:
-                initial = min(max(_remap(current, *target.span, 0.0, 1.0), 0.0), 1.0)
+            initial, current = None, self._prev.get(name, target.default)
+            if isinstance(source.origin, RelativeInput) and current is not None:
+                initial = _knob(current, source, target)  # an encoder starts where the value is
             state = self._states[name] = _SourceState(source, self._last_s is not None, initial)
         return state
 
@@ -278,9 +286,10 @@ class MappingEvaluator:
         self._scene_request_seq = request[1]
         value = request[0]
         names = [s.name for s in self.spec.scenes]
-        index = names.index(value) if isinstance(value, str) and value in names else None
-        if not isinstance(value, str) and math.isfinite(value):
-            index = int(round(value))
+        if isinstance(value, str):
+            index = names.index(value) if value in names else None
+        else:
+            index = int(round(value)) if math.isfinite(value) else None
         if index is None or not 0 <= index < len(names) or index == self._scene:
             return
         self._scene, self._scene_seq = index, frame.seq
@@ -291,6 +300,7 @@ class MappingEvaluator:
         frame: InputFrame,
         sets: Mapping[str, tuple[float | str, int]] | None = None,
         learned: Mapping[str, Source] | None = None,
+        no_takeover: frozenset[str] = frozenset(),
     ) -> Evaluation:
         """Evaluate all targets for one tick (sets: direct sets as (value, seq); learned: target -> learned source)."""
         sets, learned = sets or {}, learned or {}
@@ -320,7 +330,8 @@ class MappingEvaluator:
                 if source is not None or pulses:
                     values[name] = float(pulses)
                 continue
-            value = self._arbitrate(name, target, raw, src_seq, sets)
+            hook = None if name in no_takeover or not _external(source) else self.takeover
+            value = self._arbitrate(name, target, source, raw, src_seq, sets, hook)
             if value is None:
                 continue
             if target.clamp is not None:
@@ -332,20 +343,33 @@ class MappingEvaluator:
         self._last_s = frame.now_s
         return Evaluation(values, self._scene, self._scene_seq)
 
-    def _arbitrate(
-        self, name: str, target: Target, raw: float | None, src_seq: int, sets: Mapping[str, tuple[float | str, int]]
-    ) -> float | None:
-        candidates = [d for d in (sets.get(name), self._scene_sets.get(name)) if d is not None]
+    def _arbitrate(self, name: str, target: Target, source: Source | None, raw: float | None, src_seq: int,
+                   sets: Mapping[str, tuple[float | str, int]], hook: Takeover | None) -> float | None:
+        """The newest word wins: the source's latest event or a direct set (subject to soft takeover)."""
+        candidates = [d for d in (sets.get(name), self._scene_sets.get(name)) if d is not None and
+                      not isinstance(d[0], str)]
         direct = max(candidates, key=lambda d: d[1]) if candidates else None
-        if direct is None or isinstance(direct[0], str):
-            return raw if raw is not None else target.default
-        if raw is None or src_seq <= direct[1]:
+        if hook is not None and source is not None:  # tell the hook what happened, oldest first
+            news = []
+            if direct is not None and self._announced.get(name) != direct[1]:
+                self._announced[name] = direct[1]
+                news.append((direct[1], "jump"))
+            if raw is not None and src_seq > self._seen.get(name, -1):
+                self._seen[name] = src_seq
+                news.append((src_seq, "move"))
+            for _, kind in sorted(news):
+                if kind == "jump":
+                    hook.jump(name, _knob(float(direct[0]), source, target))
+                elif hook.move(name, _knob(raw, source, target)) is None:
+                    self._blocked.add(name)
+                else:
+                    self._blocked.discard(name)
+        if direct is not None and (raw is None or src_seq <= direct[1]):
             return float(direct[0])
-        if self._accepted.get(name) != direct[1]:  # the source moved after the set: may it take over?
-            current = self._prev.get(name, float(direct[0]))
-            if self.takeover is not None and not self.takeover(name, raw, current):
-                return current
-            self._accepted[name] = direct[1]
+        if raw is None:
+            return target.default
+        if name in self._blocked:
+            return self._prev.get(name, target.default)
         return raw
 
     def _smoothed(self, name: str, value: float, smoothing_s: float, dt_s: float) -> float:
@@ -354,6 +378,20 @@ class MappingEvaluator:
             value = y + (value - y) * (1.0 - math.exp(-dt_s / smoothing_s))
         self._smooth[name] = value
         return value
+
+
+def _external(source: Source | None) -> bool:
+    """Whether a source is a physical control (soft takeover applies) rather than a computed or pulse input."""
+    if source is None:
+        return False
+    o = source.origin
+    return isinstance(o, RelativeInput) or (isinstance(o, KeyInput) and o.mode != "pulse")
+
+
+def _knob(value: float, source: Source, target: Target) -> float:
+    """A target value as a position 0..1 inside the source's range (the space soft takeover works in)."""
+    lo, hi = target.span if target.span and not source.explicit_range else source.out_range
+    return min(max((value - lo) / (hi - lo), 0.0), 1.0)
 
 
 # --- target values -> Conditioning ---------------------------------------------------------------------------------
@@ -381,17 +419,28 @@ def neighbour_weights(n: int, x: float) -> tuple[float, ...]:
     return tuple(weights)
 
 
-def apply_texts(settings: ConditioningSettings, texts: Mapping[str, str]) -> ConditioningSettings:
-    """Settings with prompt texts sent live: "prompt" replaces the list, "prompt_<i>" one entry, "negative_prompt"."""
-    prompts, negative = settings.prompts, settings.negative_prompt
-    if "prompt" in texts:
-        prompts = ((texts["prompt"], 1.0),)
-    for name, text in texts.items():
-        if name.startswith("prompt_") and name[7:].isdigit() and int(name[7:]) < len(prompts):
-            i = int(name[7:])
-            prompts = prompts[:i] + ((text, prompts[i][1]),) + prompts[i + 1 :]
-    negative = texts.get("negative_prompt", negative)
-    return ConditioningSettings(prompts, negative, settings.seeds, settings.prompt_blend)
+def _indexed(name: str, prefix: str) -> int | None:
+    tail = name[len(prefix):] if name.startswith(prefix) else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def apply_overrides(settings: ConditioningSettings, overrides: Mapping[str, str | float]) -> ConditioningSettings:
+    """Settings with live overrides (OSC): "prompt" / "seed" replace the list, "prompt_<i>" / "seed_<i>" one entry,
+    "negative_prompt" the negative prompt; an index past the end of the list is ignored."""
+    prompts, seeds = list(settings.prompts), list(settings.seeds)
+    if isinstance(overrides.get("prompt"), str):
+        prompts = [(overrides["prompt"], 1.0)]
+    if isinstance(overrides.get("seed"), (int, float)):
+        seeds = [int(overrides["seed"])]
+    for name, value in overrides.items():
+        i, j = _indexed(name, "prompt_"), _indexed(name, "seed_")
+        if i is not None and i < len(prompts) and isinstance(value, str):
+            prompts[i] = (value, prompts[i][1])
+        elif j is not None and j < len(seeds) and isinstance(value, (int, float)):
+            seeds[j] = int(value)
+    negative = overrides.get("negative_prompt", settings.negative_prompt)
+    negative = negative if isinstance(negative, str) else settings.negative_prompt
+    return ConditioningSettings(tuple(prompts), negative, tuple(seeds), settings.prompt_blend)
 
 
 def build_conditioning(

@@ -1,15 +1,15 @@
 """Declared parameters and the parameter bus: the thread-safe store controllers write and the tick reads.
 
 Controller threads call `ParamBus.push` (O(1), one short lock); the tick calls `ParamBus.snapshot` once, which copies
-the raw inputs under the lock and evaluates every mapping outside it. Some keys are routed on arrival:
-``osc/livekit/<name> value`` sets a target or Param directly (strings set ``prompt``, ``prompt_<i>``,
-``negative_prompt`` or a scene by name; ``osc/livekit/learn <target>`` arms MIDI learn), keys ``key/1`` .. ``key/9``
-select scenes 0..8, and a MIDI program change selects the scene of that number.
+the raw inputs under the lock and evaluates every mapping outside it. Keys that carry direct sets are routed on
+arrival (the OSC router's addresses, see controllers.osc): ``osc/livekit/<name>`` sets a target or Param in its own
+units; ``osc/livekit/prompt[/<i>]`` and ``osc/livekit/seed[/<i>]`` replace prompts and seeds live;
+``osc/livekit/prompt/<i>/weight`` sets ``weight_<i>``; ``osc/livekit/scene``, keys ``key/1`` .. ``key/9`` (scenes
+0..8) and a MIDI program change select a scene.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -17,18 +17,32 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from controllers.base import ControlEvent, TempoState
-from livekit.mappings import InputFrame, MappingEvaluator, MappingSpec, TakeoverHook
-from livekit.sources import Source, decode_relative, source_from_key
+from livekit.mappings import InputFrame, MappingEvaluator, MappingSpec, Takeover
+from livekit.sources import RelativeInput, Source, source_from_key
 from livekit.suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from controllers.learn import MidiLearn, MidiMapping
 
 log = logging.getLogger(__name__)
 
-TEXT_NAMES = ("prompt", "negative_prompt")  # direct sets that take a string (plus prompt_<i>)
-_IMPULSE_PREFIXES = ("audio/onset", "audio/beat", "midi/note/", "key/", "osc/")  # every event > 0.5 is a trigger
-_LEARNABLE_PREFIXES = ("midi/cc/", "midi/cc14/", "midi/rel/", "midi/note/", "midi/bend/")
-LEARN_FILE_VERSION = 1
+# Trigger counting: on these keys every event with a value > 0 is one trigger (an onset of any strength, a soft
+# note-on); on all others a trigger is a rise through 0.5 (a CC pedal, an OSC toggle, a square LFO).
+_IMPULSE_PREFIXES = ("audio/onset", "audio/beat", "midi/note/", "key/")
+
+
+def _index(name: str, prefix: str) -> int | None:
+    tail = name[len(prefix):] if name.startswith(prefix) else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def is_override(name: str) -> bool:
+    """Whether a direct-set name is a live override of the settings (prompt, prompt_<i>, seed, ...)."""
+    return name in ("prompt", "negative_prompt", "seed") or any(
+        _index(name, p) is not None for p in ("prompt_", "seed_"))
 
 
 @dataclass(frozen=True)
@@ -64,23 +78,30 @@ class Param:
 
 
 @dataclass(frozen=True)
-class Snapshot(Mapping[str, float]):
-    """One tick's values of every active target, read like a dict; plus the scene and live prompt texts."""
+class Snapshot:
+    """One tick's values of every active target (read like a dict), plus the scene and live overrides."""
 
     values: Mapping[str, float]
     now_s: float
     tempo: TempoState | None = None
     scene: int | None = None
-    texts: Mapping[str, str] = field(default_factory=dict)  # live prompt texts (see livekit.mappings.apply_texts)
+    overrides: Mapping[str, str | float] = field(default_factory=dict)  # see livekit.mappings.apply_overrides
 
     def __getitem__(self, name: str) -> float:
         return self.values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.values
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.values)
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def get(self, name: str, default: float | None = None) -> float | None:
+        """The value of an active target, or default."""
+        return self.values.get(name, default)
 
 
 @dataclass(frozen=True)
@@ -94,45 +115,42 @@ class Rejected:
 class ParamBus:
     """Thread-safe latest-value store of control events, direct sets and learned bindings; evaluates mappings."""
 
-    def __init__(self, spec: MappingSpec | None = None, takeover: TakeoverHook | None = None) -> None:
-        self._lock = threading.Lock()
+    def __init__(self, spec: MappingSpec | None = None, takeover: Takeover | None = None) -> None:
+        self._lock = threading.Lock()  # push, set, learn: held for a few dictionary operations
+        self._eval_lock = threading.Lock()  # the evaluator's state: snapshot and configure, never push
         self._seq = 0
         self._latest: dict[str, tuple[float | str, int]] = {}
         self._counts: dict[str, int] = {}
         self._rel: dict[str, float] = {}
-        self._relative: dict[str, str] = {}  # raw CC key -> relative encoding
         self._sets: dict[str, tuple[float | str, int]] = {}
-        self._learning: str | None = None
-        self._learned: dict[str, str] = {}  # target -> controller key
-        self._learned_sources: dict[str, Source] = {}
         self._names: frozenset[str] = frozenset()
+        self._relative: dict[tuple[int, int], str] = {}  # (channel, cc) -> encoding, for learning encoders
+        self._learn: MidiLearn | None = None  # created on first use (imports the MIDI stack)
+        self._learned: dict[str, Source] = {}
+        self._no_takeover: frozenset[str] = frozenset()
         self._rejected = Rejected()
-        self._eval_lock = threading.Lock()  # the evaluator's state: snapshot and configure, never push
         self._evaluator = MappingEvaluator(takeover=takeover)
         self.configure(spec or MappingSpec())
 
-    # --- configuration (the runner's thread) ---
-
     def configure(self, spec: MappingSpec) -> None:
         """Install a sketch's targets (on load and hot reload); learned bindings and smoothing carry over."""
-        relative = {}
-        for target in spec.all_targets():
-            origin = target.source.origin if target.source is not None else None
-            if origin is not None and getattr(origin, "encoding", None):
-                relative[origin.cc_key] = origin.encoding
-        names = {t.name for t in spec.all_targets()}
+        targets = spec.all_targets()
+        relative = {(o.channel, o.num): o.encoding for o in (t.source.origin for t in targets if t.source)
+                    if isinstance(o, RelativeInput)}
         with self._eval_lock, self._lock:
+            self._names = frozenset(t.name for t in targets)
             self._relative = relative
-            self._names = frozenset(names)
+            if self._learn is not None:
+                self._replace_learn(self._learn.mappings())
             self._evaluator.configure(spec)
 
     @property
-    def takeover(self) -> TakeoverHook | None:
-        """Soft-takeover hook: takeover(target, source value, current value) -> accept; None = jump at once."""
+    def takeover(self) -> Takeover | None:
+        """Soft takeover (e.g. controllers.takeover.TakeoverBank()); None: a moved knob jumps at once."""
         return self._evaluator.takeover
 
     @takeover.setter
-    def takeover(self, hook: TakeoverHook | None) -> None:
+    def takeover(self, hook: Takeover | None) -> None:
         self._evaluator.takeover = hook
 
     @property
@@ -154,119 +172,135 @@ class ParamBus:
             self._seq += 1
             previous = self._latest.get(key)
             self._latest[key] = (value, self._seq)
-            if isinstance(value, str):
-                self._route(key, value)
-                return
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                self._rejected = Rejected(self._rejected.count + 1, f"{key} {value!r}")
-                return
-            if v > 0.5 and (previous is None or key.startswith(_IMPULSE_PREFIXES) or not _above_half(previous[0])):
-                self._counts[key] = self._counts.get(key, 0) + 1
-            encoding = self._relative.get(key)
-            if encoding is not None:
-                self._rel[key] = self._rel.get(key, 0.0) + decode_relative(v, encoding)
-            elif key.startswith("midi/rel/"):
-                self._rel[key] = self._rel.get(key, 0.0) + v
-            if self._learning is not None and key.startswith(_LEARNABLE_PREFIXES) and (v > 0 or "/note/" not in key):
-                self._bind(self._learning, key)
-                self._learning = None
-            self._route(key, v)
+            if not isinstance(value, str):
+                try:
+                    value = float(value)
+                except (TypeError, ValueError):
+                    self._reject(f"{key} {value!r}")
+                    return
+                if key.startswith(_IMPULSE_PREFIXES):
+                    triggered = value > 0
+                else:
+                    triggered = value > 0.5 and (previous is None or not _above_half(previous[0]))
+                if triggered:
+                    self._counts[key] = self._counts.get(key, 0) + 1
+                if key.startswith("midi/rel/"):
+                    self._rel[key] = self._rel.get(key, 0.0) + value
+            self._route(key, value)
+            learn = self._learn
+        if learn is not None and key.startswith("midi/") and learn.feed(event) is not None:
+            with self._lock:
+                self._replace_learn(learn.mappings())
+
+    def _reject(self, what: str) -> None:
+        self._rejected = Rejected(self._rejected.count + 1, what)
 
     def _route(self, key: str, value: float | str) -> None:
         """Direct sets carried by controller keys (lock held)."""
         if key.startswith("osc/livekit/"):
-            name = key[len("osc/livekit/") :]
-            if name == "learn" and isinstance(value, str) and value in self._names:
-                self._learning = value
-            elif self._accepts(name, value):
+            parts = key[len("osc/livekit/"):].split("/")
+            name = "/".join(parts)
+            if parts[0] in ("prompt", "seed") and len(parts) == 2:
+                name = f"{parts[0]}_{parts[1]}"
+            elif parts[0] == "prompt" and len(parts) == 3 and parts[2] == "weight":
+                name = f"weight_{parts[1]}"
+            if self._accepts(name, value):
                 self._sets[name] = (value, self._seq)
             else:
-                self._rejected = Rejected(self._rejected.count + 1, f"/livekit/{name} {value!r}")
+                self._reject(f"/livekit/{'/'.join(parts)} {value!r}")
         elif key.startswith("key/") and len(key) == 5 and key[4] in "123456789" and _above_half(value):
             self._sets["scene"] = (float(int(key[4]) - 1), self._seq)
         elif key.startswith("midi/program/") and not isinstance(value, str):
-            self._sets["scene"] = (float(value), self._seq)
+            self._sets["scene"] = (value, self._seq)
 
     def _accepts(self, name: str, value: float | str) -> bool:
         if name == "scene":
             return True
         if isinstance(value, str):
-            return name in TEXT_NAMES or (name.startswith("prompt_") and name[7:].isdigit())
-        return name in self._names and math.isfinite(value)
+            return name in ("prompt", "negative_prompt") or _index(name, "prompt_") is not None
+        if not math.isfinite(value):
+            return False
+        if name == "seed" or _index(name, "seed_") is not None:
+            return value >= 0 and float(value).is_integer()
+        return name in self._names
 
     def set(self, name: str, value: float | str) -> None:
-        """Set a target or Param directly (in its own units), a scene (index or name) or a prompt text."""
+        """Set a target or Param (in its own units), a scene (index or name), or a live prompt or seed override."""
         with self._lock:
-            if not self._accepts(name, value):
-                known = sorted(self._names | {"scene", *TEXT_NAMES})
-                if name in self._names or name in TEXT_NAMES:
-                    raise ValueError(f"cannot set {name!r} to {value!r}: it takes a "
-                                     f"{'string' if name in TEXT_NAMES else 'finite number'}")
+            if not isinstance(value, (int, float, str)) or isinstance(value, bool) or not self._accepts(name, value):
+                if name in self._names or is_override(name):
+                    raise ValueError(f"cannot set {name!r} to {value!r}: "
+                                     f"{'prompts take a string' if 'prompt' in name else 'give a finite number'}")
+                known = sorted(self._names | {"scene", "prompt", "negative_prompt", "seed"})
                 raise ValueError(f"unknown parameter {name!r}{did_you_mean(name, known)}")
             self._seq += 1
             self._sets[name] = (value if isinstance(value, str) else float(value), self._seq)
 
-    # --- MIDI learn ---
+    # --- MIDI learn (controllers.learn keeps the bindings and the file format) ---
+
+    def _replace_learn(self, mappings: list[MidiMapping]) -> None:
+        """Rebuild learned sources from mappings (lock held)."""
+        from controllers.learn import MidiLearn
+
+        armed = self._learn.armed if self._learn is not None else None
+        self._learn = MidiLearn(mappings, relative=self._relative)
+        if armed is not None:
+            self._learn.arm(armed)
+        self._learned = {m.target: source_from_key(m.source, m.encoding) for m in mappings}
+        self._no_takeover = frozenset(m.target for m in mappings if not m.soft_takeover)
 
     def learn(self, target: str) -> None:
-        """Arm MIDI learn: the next MIDI CC, note, bend or encoder event binds its key to `target`."""
+        """Arm MIDI learn: the next MIDI control that moves (CC, note-on, bend, encoder) drives `target`."""
         with self._lock:
             if target not in self._names or target == "scene":
                 raise ValueError(f"cannot learn unknown target {target!r}{did_you_mean(target, self._names)}")
-            self._learning = target
+            if self._learn is None:
+                self._replace_learn([])
+            self._learn.arm(target)
 
     def cancel_learn(self) -> None:
         """Disarm MIDI learn."""
-        with self._lock:
-            self._learning = None
+        if self._learn is not None:
+            self._learn.cancel()
 
     @property
     def learning(self) -> str | None:
-        """The target waiting for a MIDI event, or None."""
-        return self._learning
+        """The target waiting for a MIDI control, or None."""
+        return self._learn.armed if self._learn is not None else None
 
     @property
     def learned(self) -> dict[str, str]:
-        """Learned bindings: target -> controller key."""
+        """Learned bindings: target -> MIDI key (they override the sketch's own mapping of that target)."""
         with self._lock:
-            return dict(self._learned)
+            return {m.target: m.source for m in (self._learn.mappings() if self._learn else [])}
 
     def unlearn(self, target: str) -> None:
-        """Drop a learned binding (the sketch's own mapping applies again)."""
+        """Drop a learned binding; the sketch's own mapping applies again."""
         with self._lock:
-            self._learned.pop(target, None)
-            self._learned_sources.pop(target, None)
-
-    def _bind(self, target: str, key: str) -> None:
-        self._learned_sources[target] = source_from_key(key)
-        self._learned[target] = key
-        log.info("MIDI learn: %s -> %s", key, target)
+            if self._learn is not None:
+                self._replace_learn([m for m in self._learn.mappings() if m.target != target])
 
     def save_learned(self, path: str | Path) -> None:
-        """Write the learned bindings as JSON (conventionally `<sketch>.midi.json` next to the sketch)."""
-        data = {"version": LEARN_FILE_VERSION, "bindings": self.learned}
-        Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        """Write learned bindings (controllers.learn format; conventionally `<sketch>.midi.json`, see mappings_path)."""
+        from controllers.learn import save_mappings
+
+        with self._lock:
+            mappings = self._learn.mappings() if self._learn is not None else []
+        save_mappings(path, mappings)
 
     def load_learned(self, path: str | Path) -> int:
-        """Read bindings saved by save_learned; returns how many apply (unknown targets are skipped with a warning)."""
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            bindings = data["bindings"]
-            if data.get("version") != LEARN_FILE_VERSION or not isinstance(bindings, dict):
-                raise ValueError(f"expected version {LEARN_FILE_VERSION} with a 'bindings' object")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"cannot read learned MIDI bindings from {path}: {exc}") from exc
-        loaded = 0
+        """Read bindings saved by save_learned; returns how many apply (unknown targets are skipped, logged)."""
+        from controllers.learn import load_mappings
+
+        mappings = load_mappings(path)
         with self._lock:
-            for target, key in bindings.items():
-                if target not in self._names:
-                    log.warning("%s: skipping binding of %r: the sketch has no target %r", path, key, target)
-                    continue
-                self._bind(target, key)
-                loaded += 1
-        return loaded
+            kept = [m for m in mappings if m.target in self._names]
+            for m in mappings:
+                if m.target not in self._names:
+                    log.warning("%s: skipping %s -> %r: the sketch has no such target%s", path, m.source, m.target,
+                                did_you_mean(m.target, self._names))
+            self._replace_learn(kept)
+        return len(kept)
 
     # --- the tick ---
 
@@ -277,19 +311,15 @@ class ParamBus:
         return None if entry is None else entry[0]
 
     def snapshot(self, now_s: float, tempo: TempoState | None = None) -> Snapshot:
-        """Evaluate every target for one tick at now_s (call from one thread; smoothing uses now_s differences)."""
+        """Evaluate every target for one tick at now_s (smoothing uses the differences of successive now_s)."""
         with self._eval_lock:
             with self._lock:
                 frame = InputFrame(now_s, tempo, self._seq, dict(self._latest), dict(self._counts), dict(self._rel))
-                sets = dict(self._sets)
-                learned = dict(self._learned_sources)
-            ev = self._evaluator.evaluate(frame, sets, learned)
-        texts = {
-            name: value
-            for name, (value, seq) in sets.items()
-            if isinstance(value, str) and name != "scene" and seq > ev.scene_entered_seq
-        }
-        return Snapshot(MappingProxyType(ev.values), now_s, tempo, ev.scene, MappingProxyType(texts))
+                sets, learned, no_takeover = dict(self._sets), self._learned, self._no_takeover
+            ev = self._evaluator.evaluate(frame, sets, learned, no_takeover)
+        overrides = {name: value for name, (value, seq) in sets.items()
+                     if is_override(name) and seq > ev.scene_entered_seq}
+        return Snapshot(MappingProxyType(ev.values), now_s, tempo, ev.scene, MappingProxyType(overrides))
 
 
 def _above_half(value: float | str) -> bool:

@@ -20,7 +20,7 @@ from collections import deque
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import av
 import numpy as np
@@ -32,6 +32,10 @@ _FRAGMENTED = (".mp4", ".mov", ".m4v")  # mov-family muxers take movflags
 _VIDEO_CODECS = ("libx264", "libopenh264", "mpeg4")  # H.264 when the bundled ffmpeg has an encoder, else MPEG-4
 _AUDIO_CODECS = ("aac", "libmp3lame")
 _CLOSE = object()
+_Writer = TypeVar("_Writer", bound="_WriterThread")
+
+__all__ = ["FixedRateTimeline", "FrameWriter", "PngSequenceWriter", "VideoRecorder", "encode_png", "open_frame_writer",
+           "save_png"]
 
 
 class FrameWriter(Protocol):
@@ -164,6 +168,8 @@ class _WriterThread:
                 except Exception as exc:  # a full disk must not take the show down: report, stop recording
                     self.error = f"{type(exc).__name__}: {exc}"
                     log.error("recording to %s failed: %s", getattr(self, "path", "?"), self.error)
+            else:
+                self._take_audio()  # discarded: after an error nothing more is written
         try:
             if self.error is None:
                 self._audio_chunks(self._take_audio())
@@ -181,7 +187,7 @@ class _WriterThread:
     def _finish(self) -> None:
         raise NotImplementedError
 
-    def __enter__(self) -> _WriterThread:
+    def __enter__(self: _Writer) -> _Writer:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

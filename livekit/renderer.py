@@ -12,7 +12,7 @@ import math
 import os
 import threading
 import time
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -23,13 +23,16 @@ import pygame  # noqa: E402  (the prompt variable must be set first)
 from pygame._sdl2.video import Renderer, Texture, Window  # noqa: E402
 
 from livekit.renderer_display import (  # noqa: E402
+    Placement,
     centered_on_display,
     check_display_index,
     display_refresh_hz,
+    gil_free_present,
     list_displays,
 )
 from livekit.renderer_hud import HudInfo, HudPainter, HudStatus  # noqa: E402
 from livekit.renderer_mix import SCALING_MODES, FrameMixer, MixState, scaled_rects  # noqa: E402
+from livekit.renderer_pacing import DisplayPacer  # noqa: E402
 
 __all__ = ["HudInfo", "Stage", "StageConfig", "list_displays"]
 
@@ -37,7 +40,6 @@ log = logging.getLogger(__name__)
 
 _BLEND_NONE, _BLEND_ALPHA = 0, 1  # SDL_BLENDMODE_NONE, SDL_BLENDMODE_BLEND
 _ESC_CONFIRM_S = 2.0  # in fullscreen, Esc quits only when pressed twice within this many seconds
-_VSYNC_PROBE_TICKS = 30  # display frames measured before trusting vsync to pace the loop
 _KEY_ACTIONS = {pygame.K_f: "fullscreen", pygame.K_h: "hud", pygame.K_SPACE: "freeze", pygame.K_r: "record",
                 pygame.K_s: "screenshot", pygame.K_l: "learn"}
 for _n in range(1, 10):
@@ -87,6 +89,7 @@ class Stage:
         self._toast: tuple[str, float] | None = None  # (text, visible until monotonic s)
         self._window: Window | None = None
         self._renderer: Renderer | None = None
+        self._present: Callable[[], None] = lambda: None
         self._painter: HudPainter | None = None
         self._textures: dict[str, tuple[Texture, np.ndarray]] = {}  # slot -> (texture, the array it shows)
         self._hud_texture: Texture | None = None
@@ -95,13 +98,10 @@ class Stage:
         self._hud_window_px: tuple[int, int] = (0, 0)
         self._shown: MixState | None = None
         self._shown_frame: tuple[tuple[int, float], np.ndarray | None] | None = None
-        self._presents: deque[float] = deque(maxlen=600)
-        self._fullscreen = self.config.fullscreen
+        self._pacer = DisplayPacer(self.config.display_hz or 60.0, vsync_requested=False)
+        self._placement: Placement | None = None
         self._hud_visible = self.config.show_hud
         self._last_esc_s = -math.inf
-        self._period_s = 1.0 / 60.0
-        self._pacing = "clock"
-        self._deadline_s = 0.0
         self._errors = 0
         self._last_logged: tuple[str, float] = ("", -math.inf)
         self.last_frame_time_s: float | None = None  # time_s of the newest submitted frame
@@ -116,7 +116,7 @@ class Stage:
         pygame.display.init()
         check_display_index(self.config.display)
         hz = self.config.display_hz or display_refresh_hz(self.config.display)
-        self._period_s = 1.0 / hz
+        self._pacer = DisplayPacer(hz, vsync_requested=self.config.vsync)
         self._window = Window(self.config.title, size=self.config.size_px, resizable=True,
                               position=centered_on_display(self.config.display))
         try:
@@ -124,10 +124,10 @@ class Stage:
         except pygame.error as exc:
             log.warning("accelerated renderer unavailable (%s); using SDL's software renderer", exc)
             self._renderer = Renderer(self._window, accelerated=0, vsync=self.config.vsync)
+        self._present = gil_free_present(self._window.id) or self._renderer.present
         self._painter = HudPainter()
-        self._pacing = "probe" if self.config.vsync else "clock"
-        self._deadline_s = time.monotonic()
-        if self._fullscreen:
+        self._placement = Placement(self._window, self.config.display, self.config.size_px)
+        if self.config.fullscreen:
             self._apply_fullscreen(True)
 
     def close(self) -> None:
@@ -137,6 +137,7 @@ class Stage:
         self._textures.clear()
         self._hud_texture = self._toast_texture = None
         self._renderer = None
+        self._placement = None
         self._window.destroy()
         self._window = None
         pygame.mouse.set_visible(True)
@@ -175,7 +176,7 @@ class Stage:
     @property
     def fullscreen(self) -> bool:
         """True while the window is fullscreen."""
-        return self._fullscreen
+        return self._placement is not None and self._placement.fullscreen
 
     @property
     def hud_visible(self) -> bool:
@@ -190,12 +191,12 @@ class Stage:
     @property
     def pacing(self) -> str:
         """How display frames are paced: "vsync", "clock", or "probe" while vsync is being measured."""
-        return self._pacing
+        return self._pacer.mode
 
     @property
     def display_hz(self) -> float:
         """The display rate the stage paces to without vsync."""
-        return 1.0 / self._period_s
+        return 1.0 / self._pacer.period_s
 
     @property
     def errors(self) -> int:
@@ -207,7 +208,7 @@ class Stage:
         if self._window is None or self._renderer is None:
             raise RuntimeError("Stage.tick() needs an open window: call Stage.open() (or use `with Stage(...)`) first")
         actions = self._handle_events()
-        present_s = self._present_slot(time.monotonic())
+        present_s = self._pacer.slot(time.monotonic())
         drawn = False
         try:
             self._shown = self._mixer.advance(present_s)
@@ -215,14 +216,10 @@ class Stage:
             drawn = True
         except Exception as exc:  # nothing is fatal on stage: the last presented frame stays up
             self._report(exc)
-        wait_s = present_s - time.monotonic()
-        if wait_s > 0:
-            time.sleep(wait_s)
+        self._pacer.wait_until(present_s)
         if drawn:
-            self._renderer.present()
-        now = time.monotonic()
-        self._presents.append(now)
-        self._after_present(now)
+            self._present()
+        self._pacer.presented(time.monotonic())
         return actions
 
     def displayed_frame(self) -> np.ndarray | None:
@@ -242,18 +239,14 @@ class Stage:
         """What the window shows including the HUD, as (H,W,3) uint8 at window size (slow: a GPU read-back)."""
         if self._renderer is None:
             raise RuntimeError("Stage.window_snapshot() needs an open window")
-        self._draw(self._mixer.advance(time.monotonic()), time.monotonic())
+        self._draw(self._shown or MixState(None, None, 1.0, 0, False), time.monotonic())
         surface = self._renderer.to_surface()
         return np.ascontiguousarray(pygame.surfarray.pixels3d(surface).swapaxes(0, 1))
 
     @property
     def displayed_fps(self) -> float:
         """Display frames presented during the last second."""
-        if len(self._presents) < 2:
-            return 0.0
-        newest = self._presents[-1]
-        recent = [t for t in self._presents if newest - t <= 1.0]
-        return (len(recent) - 1) / max(newest - recent[0], 1e-6) if len(recent) > 1 else 0.0
+        return self._pacer.presents_per_s()
 
     @property
     def generated_fps(self) -> float:
@@ -262,29 +255,12 @@ class Stage:
 
     def display_intervals_s(self) -> np.ndarray:
         """Seconds between the last (up to 600) presents, oldest first."""
-        return np.diff(np.asarray(self._presents, dtype=np.float64))
+        return self._pacer.intervals_s()
 
     # ---- internals -------------------------------------------------------------------------------------------
-    def _present_slot(self, now_s: float) -> float:
-        """The instant the next present should happen: now (vsync paces), or the next tick of the clock grid."""
-        if self._pacing != "clock":
-            return now_s
-        if now_s - self._deadline_s > self._period_s:
-            self._deadline_s = now_s  # fell behind by more than a frame: restart the grid, never burst to catch up
-        return max(now_s, self._deadline_s)
-
-    def _after_present(self, now_s: float) -> None:
-        if self._pacing == "clock":
-            self._deadline_s = max(self._deadline_s, now_s - self._period_s) + self._period_s
-        elif self._pacing == "probe" and len(self._presents) > _VSYNC_PROBE_TICKS:
-            median = float(np.median(self.display_intervals_s()[-_VSYNC_PROBE_TICKS:]))
-            self._pacing = "vsync" if median >= 0.6 * self._period_s else "clock"
-            if self._pacing == "vsync":
-                self._period_s = median  # the display's real rate
-            self._deadline_s = now_s + self._period_s
-            log.info("stage pacing: %s (%.1f Hz)", self._pacing, 1.0 / self._period_s)
-
     def _handle_events(self) -> list[str]:
+        if self._placement is not None:
+            self._placement.check(time.monotonic())
         actions: list[str] = []
         for event in pygame.event.get():
             action = None
@@ -302,14 +278,14 @@ class Stage:
     def _key_action(self, key: int) -> str | None:
         now = time.monotonic()
         if key == pygame.K_ESCAPE:
-            if not self._fullscreen or now - self._last_esc_s <= _ESC_CONFIRM_S:
+            if not self.fullscreen or now - self._last_esc_s <= _ESC_CONFIRM_S:
                 return "quit"
             self._last_esc_s = now
             self.notify("Press Esc again to quit", _ESC_CONFIRM_S)
             return None
         action = _KEY_ACTIONS.get(key)
         if action == "fullscreen":
-            self._apply_fullscreen(not self._fullscreen)
+            self._apply_fullscreen(not self.fullscreen)
         elif action == "hud":
             self._hud_visible = not self._hud_visible
         elif action == "freeze":
@@ -320,17 +296,9 @@ class Stage:
         return action
 
     def _apply_fullscreen(self, on: bool) -> None:
-        assert self._window is not None
+        assert self._placement is not None
         try:
-            if on:
-                self._window.position = centered_on_display(self.config.display)
-                self._window.set_fullscreen(desktop=True)
-            else:
-                self._window.set_windowed()
-                self._window.size = self.config.size_px
-                self._window.position = centered_on_display(self.config.display)
-            self._fullscreen = on
-            pygame.mouse.set_visible(not on)
+            self._placement.set_fullscreen(on)
         except pygame.error as exc:
             self._report(exc)
 
@@ -388,19 +356,24 @@ class Stage:
 
     def _draw_hud(self, now_s: float, window_px: tuple[int, int]) -> None:
         assert self._renderer is not None and self._painter is not None
+        if window_px[0] < 240 or window_px[1] < 160:
+            return  # a window this small has no room for the panel
         if (self._hud_texture is None or now_s - self._hud_drawn_s >= 1.0 / self.config.hud_hz
                 or window_px != self._hud_window_px):
             with self._lock:
                 info = self._hud_info
             current = self._shown.current if self._shown is not None else None
             status = HudStatus(generated_fps=self._mixer.generated_fps, displayed_fps=self.displayed_fps,
-                               display_hz=1.0 / self._period_s, frozen=self._mixer.frozen,
+                               display_hz=self.display_hz, frozen=self._mixer.frozen,
                                stalled_s=self._mixer.stalled_s(now_s) if self._mixer.submitted else 0.0,
                                frame_px=(current.shape[1], current.shape[0]) if current is not None else None,
                                now_s=now_s)
             panel = self._painter.render(info, status, window_px)
-            self._hud_texture = Texture.from_surface(self._renderer, panel)
-            self._hud_texture.blend_mode = _BLEND_ALPHA
+            if self._hud_texture is not None and self._hud_texture.get_rect().size == panel.get_size():
+                self._hud_texture.update(panel)
+            else:
+                self._hud_texture = Texture.from_surface(self._renderer, panel)
+                self._hud_texture.blend_mode = _BLEND_ALPHA
             self._hud_drawn_s, self._hud_window_px = now_s, window_px
         margin = max(8, window_px[1] // 48)
         self._hud_texture.draw(dstrect=(margin, margin))

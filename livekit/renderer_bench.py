@@ -46,10 +46,10 @@ def _pattern(i: int, frame_px: tuple[int, int]) -> np.ndarray:
 
 def measure_smoothness(duration_s: float = 3.0, generated_fps: float = 10.0, display_hz: float = 60.0,
                        frame_px: tuple[int, int] = (256, 256), window_px: tuple[int, int] = (960, 540),
-                       show_hud: bool = True, warmup_s: float = 0.5) -> SmoothnessReport:
+                       show_hud: bool = True, warmup_s: float = 0.5, vsync: bool = False) -> SmoothnessReport:
     """Run a Stage for duration_s with a generator thread at generated_fps and report the display intervals."""
     patterns = [_pattern(i, frame_px) for i in range(8)]
-    stage = Stage(StageConfig(size_px=window_px, vsync=False, display_hz=display_hz, show_hud=show_hud))
+    stage = Stage(StageConfig(size_px=window_px, vsync=vsync, display_hz=display_hz, show_hud=show_hud))
     stop = threading.Event()
 
     def generate() -> None:
@@ -94,8 +94,10 @@ def main() -> None:
     parser.add_argument("--generated-fps", type=float, default=10.0)
     parser.add_argument("--display-hz", type=float, default=60.0)
     parser.add_argument("--no-hud", action="store_true")
+    parser.add_argument("--vsync", action="store_true", help="let presents wait for the refresh where possible")
     args = parser.parse_args()
-    report = measure_smoothness(args.seconds, args.generated_fps, args.display_hz, show_hud=not args.no_hud)
+    report = measure_smoothness(args.seconds, args.generated_fps, args.display_hz, show_hud=not args.no_hud,
+                                vsync=args.vsync)
     print(report.summary())
 
 

@@ -1,4 +1,5 @@
-"""Displays attached to the machine: index, name, size, position and refresh rate, for the stage and `livekit devices`.
+"""Displays attached to the machine (index, name, size, position, refresh rate) and putting a window on one, for the
+stage and `livekit devices`.
 
 pygame 2.6 exposes only the display count and desktop sizes; names, bounds and refresh rates come from the SDL2
 library pygame already loaded (through ctypes, best effort: when the library cannot be found those fields fall back
@@ -12,9 +13,12 @@ import glob
 import logging
 import os
 import sys
+import time
+from collections.abc import Callable
 from functools import lru_cache
 
 import pygame
+from pygame._sdl2.video import Window
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,12 @@ def _sdl() -> ctypes.CDLL | None:
         lib.SDL_GetDisplayName.argtypes = [ctypes.c_int]
         lib.SDL_GetDesktopDisplayMode.argtypes = [ctypes.c_int, ctypes.POINTER(_SDLDisplayMode)]
         lib.SDL_GetDisplayBounds.argtypes = [ctypes.c_int, ctypes.POINTER(_SDLRect)]
+        lib.SDL_GetWindowFromID.restype = ctypes.c_void_p
+        lib.SDL_GetWindowFromID.argtypes = [ctypes.c_uint32]
+        lib.SDL_GetRenderer.restype = ctypes.c_void_p
+        lib.SDL_GetRenderer.argtypes = [ctypes.c_void_p]
+        lib.SDL_RenderPresent.restype = None
+        lib.SDL_RenderPresent.argtypes = [ctypes.c_void_p]
         return lib
     except (OSError, AttributeError) as exc:
         log.debug("SDL2 display queries unavailable (%s): names and refresh rates fall back to defaults", exc)
@@ -113,7 +123,86 @@ def check_display_index(index: int) -> None:
                          "Pick one of these indices (`livekit devices` lists them).")
 
 
+def display_origin(index: int) -> tuple[int, int] | None:
+    """Top-left corner of display `index` in desktop coordinates, or None when SDL cannot say."""
+    lib = _sdl()
+    rect = _SDLRect()
+    if lib is not None and lib.SDL_GetDisplayBounds(index, ctypes.byref(rect)) == 0:
+        return rect.x, rect.y
+    return None
+
+
+def gil_free_present(window_id: int) -> Callable[[], None] | None:
+    """SDL_RenderPresent for the window's renderer, called through ctypes so other Python threads run meanwhile.
+
+    pygame's Renderer.present() holds the GIL for the whole call, which with vsync is most of a display period:
+    the post-processing, controller and OSC threads would starve. None when SDL cannot be reached this way (or
+    answers for a different SDL instance); then the caller falls back to Renderer.present().
+    """
+    lib = _sdl()
+    if lib is None:
+        return None
+    window = lib.SDL_GetWindowFromID(window_id)
+    renderer = lib.SDL_GetRenderer(window) if window else None
+    if not renderer:
+        return None
+    present = lib.SDL_RenderPresent
+
+    def call() -> None:
+        present(renderer)
+
+    return call
+
+
 def centered_on_display(index: int) -> tuple[int, int]:
     """A window position that centres the window on display `index` (SDL_WINDOWPOS_CENTERED_DISPLAY)."""
     value = 0x2FFF0000 | index
     return value, value
+
+
+class Placement:
+    """Puts a window fullscreen on a display and back; falls back to a borderless display-sized window where no
+    window manager honours the fullscreen request (a bare X server in a kiosk setup, Xvfb)."""
+
+    def __init__(self, window: Window, display: int, windowed_px: tuple[int, int]) -> None:
+        self.window = window
+        self.display = display
+        self.windowed_px = windowed_px
+        self.fullscreen = False
+        self._check_after_s: float | None = None  # when to verify that fullscreen really covers the display
+        self._borderless = False
+
+    def set_fullscreen(self, on: bool) -> None:
+        """Enter (cursor hidden) or leave (cursor shown) fullscreen on the display."""
+        if on:
+            # onto the display first: fullscreen happens where the window is
+            self.window.position = display_origin(self.display) or centered_on_display(self.display)
+            self.window.set_fullscreen(desktop=True)
+            self._check_after_s = time.monotonic() + 0.3
+        else:
+            self._check_after_s = None
+            if self._borderless:
+                self.window.borderless = False
+                self._borderless = False
+            else:
+                self.window.set_windowed()
+            self.window.size = self.windowed_px
+            self.window.position = centered_on_display(self.display)
+        self.fullscreen = on
+        pygame.mouse.set_visible(not on)
+
+    def check(self, now_s: float) -> None:
+        """Once the window system had time to act, make sure a fullscreen window covers its display."""
+        if self._check_after_s is None or now_s < self._check_after_s:
+            return
+        self._check_after_s = None
+        target = tuple(pygame.display.get_desktop_sizes()[self.display])
+        if tuple(self.window.size) == target:
+            return
+        log.info("fullscreen request not honoured (no window manager?); covering display %d with a borderless "
+                 "%dx%d window", self.display, *target)
+        self.window.set_windowed()
+        self.window.borderless = True
+        self.window.size = target
+        self.window.position = display_origin(self.display) or (0, 0)
+        self._borderless = True

@@ -13,24 +13,25 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from controllers.midi import RELATIVE_ENCODINGS
 from livekit.suggest import did_you_mean
 
-RELATIVE_ENCODINGS = ("signed_bit", "binary_offset", "twos_complement")
 CURVES = ("linear", "exp", "log", "smoothstep")
 QUANTA = ("beat", "bar")
 NOTE_MODES = ("gate", "velocity", "trigger")
 LFO_SHAPES = ("sine", "triangle", "saw", "square", "random", "smooth_random")
-# audio feature -> how its events read: "level" = the latest value (0..1); "pulse" = 1.0 on a tick that brought a
-# new event, else 0.0 (onsets and beats are moments, not levels). Keys are ``audio/<feature>`` (controllers.base).
-AUDIO_FEATURES: dict[str, str] = {
-    "level": "level",
-    "bass": "level",
-    "low_mid": "level",
-    "mid": "level",
-    "high": "level",
-    "centroid": "level",
-    "onset": "pulse",
-    "beat": "pulse",
+# audio source name -> (controller key, how its events read). "level": the latest value; "pulse": 1.0 on a tick that
+# brought a new event, else 0.0 (onsets and beats are moments, not levels). Keys as controllers.features emits them.
+AUDIO_FEATURES: dict[str, tuple[str, str]] = {
+    "level": ("audio/level", "level"),
+    "bass": ("audio/bass", "level"),
+    "low_mid": ("audio/low_mid", "level"),
+    "mid": ("audio/mid", "level"),
+    "high": ("audio/high", "level"),
+    "centroid": ("audio/centroid", "level"),
+    "flux": ("audio/flux", "level"),
+    "onset": ("audio/onset", "pulse"),
+    "beat": ("audio/beat", "pulse"),
 }
 RELATIVE_STEP = 1.0 / 127.0  # one encoder detent moves a relative CC by this much of its 0..1 range
 _CURVE_K = 4.0  # steepness of the "exp" and "log" curves
@@ -48,20 +49,15 @@ class KeyInput:
 
 @dataclass(frozen=True)
 class RelativeInput:
-    """Accumulates a relative encoder's signed steps into a 0..1 position."""
+    """Accumulates a relative encoder's signed steps (``midi/rel/<ch>/<num>`` events) into a 0..1 position."""
 
     channel: int
     num: int
-    encoding: str | None  # how raw midi/cc values encode steps; None reads only decoded midi/rel events
+    encoding: str  # how the MIDI decoder reads the raw CC (see SketchSpec.midi_decoder_config)
 
     @property
-    def cc_key(self) -> str:
-        """The raw CC key the bus decodes with `encoding`."""
-        return f"midi/cc/{self.channel}/{self.num}"
-
-    @property
-    def rel_key(self) -> str:
-        """The key of steps a MIDI controller already decoded."""
+    def key(self) -> str:
+        """The key of the decoded steps."""
         return f"midi/rel/{self.channel}/{self.num}"
 
 
@@ -134,10 +130,8 @@ class Source:
     def keys(self) -> frozenset[str]:
         """The controller keys this source reads."""
         o = self.origin
-        if isinstance(o, KeyInput):
+        if isinstance(o, (KeyInput, RelativeInput)):
             return frozenset({o.key})
-        if isinstance(o, RelativeInput):
-            return frozenset({o.cc_key, o.rel_key} if o.encoding else {o.rel_key})
         return frozenset()
 
     @property
@@ -246,20 +240,14 @@ def lfo_value(shape: str, cycles: float, seed: int = 0) -> float:
     return a + (b - a) * f * f * (3.0 - 2.0 * f)
 
 
-def decode_relative(value: float, encoding: str) -> float:
-    """Signed encoder steps from a relative CC event (value = raw 0..127 / 127)."""
-    raw = min(max(round(value * 127.0), 0), 127)
-    if encoding == "signed_bit":
-        return float(-(raw & 0x3F) if raw & 0x40 else raw & 0x3F)
-    if encoding == "binary_offset":
-        return float(raw - 64)
-    return float(raw if raw < 64 else raw - 128)  # twos_complement
-
-
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
         raise ValueError(f"{name} must be in range {lo}..{hi}, got {value!r}")
     return value
+
+
+def _ch(channel: int) -> str:
+    return f", channel={channel}" if channel else ""
 
 
 class _Namespace:
@@ -283,22 +271,22 @@ class MidiSources(_Namespace):
     _prefix = "midi"
 
     def cc(self, num: int, channel: int = 0, relative: str | None = None) -> Source:
-        """A control change 0..1; relative= reads an endless encoder ("signed_bit", "binary_offset", ...)."""
+        """A control change 0..1; relative= makes it an endless encoder ("signed_bit", "binary_offset", ...)."""
         _check_int("CC number", num, 0, 127)
         _check_int("channel", channel, 0, 15)
         if relative is None:
-            return Source(KeyInput(f"midi/cc/{channel}/{num}"), label=f"midi.cc({num}, channel={channel})")
+            return Source(KeyInput(f"midi/cc/{channel}/{num}"), label=f"midi.cc({num}{_ch(channel)})")
         if relative not in RELATIVE_ENCODINGS:
             raise ValueError(f"unknown relative encoding {relative!r}{did_you_mean(relative, RELATIVE_ENCODINGS)}; "
                              f"choose one of {RELATIVE_ENCODINGS}")
         return Source(RelativeInput(channel, num, relative),
-                      label=f"midi.cc({num}, channel={channel}, relative={relative!r})")
+                      label=f"midi.cc({num}{_ch(channel)}, relative={relative!r})")
 
     def cc14(self, msb: int, channel: int = 0) -> Source:
         """A 14-bit control change (MSB number 0..31 with its LSB at msb + 32), 0..1."""
         _check_int("14-bit CC MSB number", msb, 0, 31)
         _check_int("channel", channel, 0, 15)
-        return Source(KeyInput(f"midi/cc14/{channel}/{msb}"), label=f"midi.cc14({msb}, channel={channel})")
+        return Source(KeyInput(f"midi/cc14/{channel}/{msb}"), label=f"midi.cc14({msb}{_ch(channel)})")
 
     def note(self, note: int, channel: int = 0, mode: str = "gate") -> Source:
         """A note: "gate" 1 while held, "velocity" 0..1 while held, "trigger" 1.0 on the tick a note starts."""
@@ -308,18 +296,18 @@ class MidiSources(_Namespace):
             raise ValueError(f"unknown note mode {mode!r}{did_you_mean(mode, NOTE_MODES)}; choose one of {NOTE_MODES}")
         kind = {"gate": "gate", "velocity": "level", "trigger": "pulse"}[mode]
         return Source(KeyInput(f"midi/note/{channel}/{note}", kind),
-                      label=f"midi.note({note}, channel={channel}, mode={mode!r})")
+                      label=f"midi.note({note}{_ch(channel)}, mode={mode!r})")
 
     def bend(self, channel: int = 0) -> Source:
         """Pitch bend, -1..1 (0 at rest)."""
         _check_int("channel", channel, 0, 15)
-        return Source(KeyInput(f"midi/bend/{channel}", "level", -1.0, 1.0), label=f"midi.bend(channel={channel})")
+        return Source(KeyInput(f"midi/bend/{channel}", "level", -1.0, 1.0), label=f"midi.bend({_ch(channel)[2:]})")
 
     def program(self, channel: int = 0) -> Source:
         """The last program change number, 0..127."""
         _check_int("channel", channel, 0, 15)
         return Source(KeyInput(f"midi/program/{channel}", "level", 0.0, 127.0),
-                      label=f"midi.program(channel={channel})")
+                      label=f"midi.program({_ch(channel)[2:]})")
 
     @property
     def clock_phase(self) -> Source:
@@ -340,7 +328,8 @@ class AudioSources(_Namespace):
 
     def __getattr__(self, name: str) -> Any:
         if name in AUDIO_FEATURES:
-            return Source(KeyInput(f"audio/{name}", AUDIO_FEATURES[name]), label=f"audio.{name}")
+            event_key, mode = AUDIO_FEATURES[name]
+            return Source(KeyInput(event_key, mode), label=f"audio.{name}")
         return super().__getattr__(name)
 
 
@@ -423,27 +412,26 @@ lfo = LfoSources()
 tempo = TempoSources()
 
 
-def source_from_key(event_key: str) -> Source:
-    """The plain source that reads one controller key (how MIDI learn turns an event into a mapping)."""
+def source_from_key(event_key: str, encoding: str | None = None) -> Source:
+    """The plain source that reads one controller key (how MIDI learn turns a key into a mapping)."""
     parts = event_key.split("/")
     try:
-        if parts[0] == "midi" and parts[1] in ("cc", "cc14", "note", "rel") and len(parts) == 4:
+        if parts[0] == "midi" and len(parts) == 4 and parts[1] in ("cc", "cc14", "note", "rel"):
             channel, num = int(parts[2]), int(parts[3])
             if parts[1] == "rel":
-                _check_int("channel", channel, 0, 15)
-                _check_int("CC number", num, 0, 127)
-                return Source(RelativeInput(channel, num, None), label=f"midi.rel({num}, channel={channel})")
+                return midi.cc(num, channel, relative=encoding or "twos_complement")
             return {"cc": midi.cc, "cc14": midi.cc14, "note": midi.note}[parts[1]](num, channel)
-        if parts[0] == "midi" and parts[1] == "bend" and len(parts) == 3:
-            return midi.bend(int(parts[2]))
-    except (IndexError, ValueError) as exc:
+        if parts[0] == "midi" and len(parts) == 3 and parts[1] in ("bend", "program"):
+            return {"bend": midi.bend, "program": midi.program}[parts[1]](int(parts[2]))
+    except ValueError as exc:
         raise ValueError(f"cannot read a source from key {event_key!r}: {exc}") from exc
-    if parts[0] == "audio" and len(parts) == 2:
-        return getattr(audio, parts[1])
+    names = {k: name for name, (k, _) in AUDIO_FEATURES.items()}
+    if event_key in names:
+        return getattr(audio, names[event_key])
     if event_key.startswith("osc/"):
         return osc(event_key[3:])
     if parts[0] == "key" and len(parts) == 2:
         return key(parts[1])
     raise ValueError(f"cannot read a source from key {event_key!r}; expected midi/cc/<ch>/<num>, midi/cc14/<ch>/<msb>, "
-                     "midi/note/<ch>/<note>, midi/rel/<ch>/<num>, midi/bend/<ch>, audio/<feature>, osc/<address> "
-                     "or key/<name>")
+                     "midi/note/<ch>/<note>, midi/rel/<ch>/<num>, midi/bend/<ch>, midi/program/<ch>, audio/<feature>, "
+                     "osc/<address> or key/<name>")

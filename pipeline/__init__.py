@@ -1,20 +1,35 @@
-"""The diffusion engine: models, schedules, samplers, the stream batch, guidance, blending and filters (torch only)."""
+"""The diffusion engine: models, schedules, samplers, the stream batch, guidance, blending and filters (torch only).
 
-from pipeline.conditioning import Conditioning
-from pipeline.loading import load_model
-from pipeline.protocol import Denoiser, ModelDefaults
-from pipeline.schedule import SAMPLERS, ScheduleConfig
-from pipeline.stream import EngineConfig, EngineStats, StreamEngine, to_uint8
+Names are imported lazily, so `from pipeline.conditioning import Conditioning` (pure Python) does not load torch.
+"""
 
-__all__ = [
-    "Conditioning",
-    "Denoiser",
-    "EngineConfig",
-    "EngineStats",
-    "ModelDefaults",
-    "SAMPLERS",
-    "ScheduleConfig",
-    "StreamEngine",
-    "load_model",
-    "to_uint8",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Conditioning": "pipeline.conditioning",
+    "Denoiser": "pipeline.protocol",
+    "ModelDefaults": "pipeline.protocol",
+    "EngineConfig": "pipeline.stream",
+    "EngineStats": "pipeline.stream",
+    "StreamEngine": "pipeline.stream",
+    "to_uint8": "pipeline.stream",
+    "SAMPLERS": "pipeline.schedule",
+    "ScheduleConfig": "pipeline.schedule",
+    "StreamWorker": "pipeline.worker",
+    "load_model": "pipeline.loading",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

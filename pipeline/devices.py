@@ -44,7 +44,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         index = torch.cuda.current_device() if requested.index is None else requested.index
         count = torch.cuda.device_count()
         if index >= count:
-            raise ValueError(f"device 'cuda:{index}' does not exist: this machine has {count} CUDA device(s), 0..{count - 1}")
+            raise ValueError(
+                f"device 'cuda:{index}' does not exist: this machine has {count} CUDA device(s), 0..{count - 1}"
+            )
         return torch.device("cuda", index)
     if kind == "mps":
         return torch.device("mps", 0)  # tensors on the single Apple GPU report mps:0

@@ -42,15 +42,17 @@ def _dct_rows(n: int, modes: int) -> torch.Tensor:
     return rows
 
 
-def smooth_basis(height: int, width: int, modes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Shared smooth fields: ((3*h*w, 3*modes^2) orthonormal float64 basis, (3*modes^2,) mode order i + j of each)."""
+def smooth_basis(height: int, width: int, modes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shared smooth fields: (3*h*w, R) orthonormal float64 basis, R = 3 * modes^2, with each field's (R,) mode
+    order i + j and (R,) colour axis (0 luma, 1 red-green, 2 yellow-blue)."""
     if not 1 <= modes <= min(height, width):
         raise ValueError(f"variation modes must be in range 1..{min(height, width)} for a {width}x{height} latent, got {modes}")
     spatial = torch.einsum("iy,jx->ijyx", _dct_rows(height, modes), _dct_rows(width, modes))
     spatial = spatial.reshape(modes * modes, height * width)  # (M, h*w)
     fields = torch.einsum("ac,mp->amcp", COLOUR_AXES, spatial)  # (3, M, 3, h*w)
     order = (torch.arange(modes)[:, None] + torch.arange(modes)[None, :]).reshape(-1).repeat(3)
-    return fields.reshape(3 * modes * modes, 3 * height * width).T.contiguous(), order.to(torch.float64)
+    axis = torch.arange(3).repeat_interleave(modes * modes)
+    return fields.reshape(3 * modes * modes, 3 * height * width).T.contiguous(), order.to(torch.float64), axis
 
 
 class LowRankMixture:
@@ -147,16 +149,16 @@ class LowRankMixture:
 
 @dataclass(frozen=True)
 class MixtureConfig:
-    """The data distribution and tone curve of a mixture model (builtin or folder)."""
+    """The data distribution and tone curve of a mixture model (builtin or folder); std values are in logit units."""
 
-    noise_std: float = 0.02  # isotropic std of the data around every component, latent units (no visible grain)
+    latent_gain: float = 16.0  # logit units per latent unit; small latents keep the start noise from favouring dim images
+    tone_floor: float = 0.01  # colours are clamped to [floor, 1 - floor] before the logit (logit range +-4.6)
+    noise_std: float = 0.05  # isotropic std of the data around every component (no visible grain)
     variation_modes: int = 4  # shared smooth fields: the lowest modes x modes DCT modes on each colour axis
-    variation_std: float = 0.5  # per-pixel std of the lowest smooth mode, latent units (colour and shape wobble)
+    variation_std: float = 0.4  # per-pixel std of the lowest smooth mode (colour and shape wobble)
     variation_decay: float = 1.0  # the std of DCT mode (i, j) falls as (1 + i + j) ** -decay
     detail_std: float = 0.25  # relative std of each component's own detail amplitude (its contrast)
     prompt_sharpness: float = 8.0  # log prior weight per unit of tag match (higher: prompts select harder)
-    tone_gain: float = 2.5  # decode: image = sigmoid(tone_gain * upsampled latent); edges stay crisp
-    tone_floor: float = 0.01  # colours are clamped to [floor, 1 - floor] before the logit
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,13 @@ class Components:
     """A model's components rendered for one latent size."""
 
     images: torch.Tensor  # (K, 3, h, w) in [0, 1] at latent resolution: the component means after tone mapping
-    variation: torch.Tensor  # (K,) multiplier of the smooth variation std of each component
+    variation: torch.Tensor  # (K, 3) multipliers of the smooth variation std on the (luma, red-green, yellow-blue) axes
+
+
+def logit_centre(images: torch.Tensor, config: MixtureConfig = MixtureConfig()) -> torch.Tensor:
+    """(3,) mean logit per channel of images (K, 3, h, w): the colour a zero latent decodes to."""
+    f = config.tone_floor
+    return torch.logit(images.to(torch.float64).clamp(f, 1 - f)).mean(dim=(0, 2, 3))
 
 
 def check_size(size_px: tuple[int, int]) -> tuple[int, int]:
@@ -196,8 +204,8 @@ def _cubic_upsample_matrix(n: int, factor: int) -> torch.Tensor:
 class MixtureDenoiser:
     """A Denoiser (pipeline.protocol) whose data is a LowRankMixture of tagged images: builtin and folder models.
 
-    Latents are RGB images in tone units at 1/8 of the output size; decode upsamples (cubic) and applies the
-    tone curve sigmoid(gain * z). A prompt embedding e (a tag vector) sets the prior log pi_k = sharpness * e.tags_k
+    Latents are RGB images in logit units, centred and scaled down by latent_gain, at 1/8 of the output size; decode
+    upsamples them (cubic) and applies sigmoid(gain * z + centre), which keeps edges crisp. A prompt embedding e (a tag vector) sets the prior log pi_k = sharpness * e.tags_k
     (log-softmaxed): "" (e = 0) is the uniform prior, and any blend of embeddings blends the preferences.
     """
 
@@ -205,7 +213,8 @@ class MixtureDenoiser:
 
     def __init__(self, name: str, render: Callable[[int, int], Components], tags: torch.Tensor, encoder: TagEncoder,
                  config: MixtureConfig = MixtureConfig(), defaults: ModelDefaults = ModelDefaults(),
-                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> None:
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 centre: torch.Tensor | None = None) -> None:
         if tags.dim() != 2 or tags.shape[1] != encoder.dim:
             raise ValueError(f"tags must be (K, {encoder.dim}) for this encoder, got {tuple(tags.shape)}")
         if not dtype.is_floating_point:
@@ -219,6 +228,9 @@ class MixtureDenoiser:
         self.encoder = encoder
         self._render = render
         self._tags = tags.to(self.device, dtype)  # (K, T)
+        centre = torch.zeros(3) if centre is None else centre.reshape(3)
+        self._centre = centre.to(torch.float64).reshape(1, 3, 1, 1)  # mean logit per channel: the latent's zero
+        self._centre_px = self._centre.to(self.device, dtype)
         self._mixtures: dict[tuple[int, int], LowRankMixture] = {}
         self._upsamplers: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -259,12 +271,14 @@ class MixtureDenoiser:
         if comps.images.shape != (self.num_components, 3, height, width):
             raise ValueError(f"render gave {tuple(comps.images.shape)}, expected ({self.num_components}, 3, {height}, {width})")
         means = self.tone_encode(comps.images.to(torch.float64)).reshape(self.num_components, -1)  # (K, D)
-        basis, order = smooth_basis(height, width, min(c.variation_modes, height, width))
-        mode_var = c.variation_std**2 * height * width * (1.0 + order) ** (-2.0 * c.variation_decay)  # (R,)
-        basis_var = comps.variation.to(torch.float64)[:, None] ** 2 * mode_var[None]  # (K, R)
+        basis, order, axis = smooth_basis(height, width, min(c.variation_modes, height, width))
+        unit = 1.0 / c.latent_gain  # latent units per logit unit
+        mode_var = (c.variation_std * unit) ** 2 * height * width * (1.0 + order) ** (-2.0 * c.variation_decay)  # (R,)
+        basis_var = comps.variation.to(torch.float64)[:, axis] ** 2 * mode_var[None]  # (K, R)
         detail = torch.full((self.num_components,), c.detail_std, dtype=torch.float64)
         opts = {"device": self.device, "dtype": self.dtype}
-        return LowRankMixture(means.to(**opts), basis.to(**opts), basis_var.to(**opts), detail.to(**opts), c.noise_std)
+        return LowRankMixture(means.to(**opts), basis.to(**opts), basis_var.to(**opts), detail.to(**opts),
+                              c.noise_std * unit)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Exact epsilon prediction (B, 3, h, w) for latents x (B, 3, h, w) at timesteps t (B,) with cond (B, L, T)."""
@@ -278,9 +292,10 @@ class MixtureDenoiser:
         return eps.reshape(b, LATENT_CHANNELS, h, w)
 
     def tone_encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Colours in [0, 1] -> tone units: logit(clamp(c)) / gain, elementwise."""
+        """Colours (B, 3, h, w) in [0, 1] -> latent units: (logit(clamp(c)) - centre) / gain."""
         f = self.config.tone_floor
-        return torch.logit(images.clamp(f, 1 - f)) / self.config.tone_gain
+        centre = self._centre.to(images.device, images.dtype)
+        return (torch.logit(images.clamp(f, 1 - f)) - centre) / self.config.latent_gain
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, 3, h, w) -> images (B, 3, 8h, 8w) in [0, 1]: cubic upsampling, then the tone curve."""
@@ -294,7 +309,7 @@ class MixtureDenoiser:
         up_h, up_w = self._upsamplers[(h, w)]  # (H, h), (W, w)
         z = latents.to(self.device, self.dtype)
         img = up_h @ (z @ up_w.T)  # (B, 3, H, W)
-        return img.mul_(self.config.tone_gain).sigmoid_()
+        return img.mul_(self.config.latent_gain).add_(self._centre_px).sigmoid_()
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [0, 1] (H, W multiples of 8) -> latents (B, 3, H/8, W/8)."""

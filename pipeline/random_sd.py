@@ -13,7 +13,7 @@ import torch
 class RandomSDSpec:
     """Architecture of a random-weight SD pipeline (defaults: a tiny one for tests)."""
 
-    unet_channels: tuple[int, ...] = (32, 64)  # UNet block widths; (160, 320, 640) gives ~25M parameters
+    unet_channels: tuple[int, ...] = (32, 64)  # UNet block widths; (96, 160, 320) gives 26.6M parameters
     layers_per_block: int = 1  # resnet layers per UNet block
     cross_attention_dim: int = 32  # text embedding width
     attention_head_dim: int = 8  # channels per attention head
@@ -24,7 +24,7 @@ class RandomSDSpec:
 
 
 SMALL_SD = RandomSDSpec(
-    unet_channels=(160, 320, 640), layers_per_block=1, cross_attention_dim=256, attention_head_dim=32,
+    unet_channels=(96, 160, 320), layers_per_block=1, cross_attention_dim=256, attention_head_dim=8,
     vae_channels=(16, 32, 32, 32), text_layers=2,
 )
 

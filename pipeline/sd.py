@@ -16,7 +16,8 @@ from pipeline.protocol import PREDICTION_TYPES, ModelDefaults
 
 _TURBO_NAME = re.compile(r"sd(xl)?[-_ ]?turbo", re.IGNORECASE)  # stabilityai/sd-turbo, sdxl-turbo, local copies
 _LCM_NAME = re.compile(r"lcm", re.IGNORECASE)  # latent-consistency/lcm-lora-sdv1-5, LCM_Dreamshaper_v7, ...
-_LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin")  # what save_lora_weights writes
+_LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin", "adapter_model.safetensors")
+_PREFIXED_LORA_KEYS = ("unet.", "text_encoder.", "lora_unet", "lora_te")  # diffusers and kohya layouts
 _ZERO_SNR_FLOOR = 2.0**-24  # terminal alphas_cumprod of a zero-SNR schedule (diffusers' Euler uses the same)
 
 
@@ -43,7 +44,7 @@ def _resolve_local(id_or_path: str | Path, what: str) -> Path:
             f"'stabilityai/sd-turbo' that is already downloaded"
         )
     from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(text, local_files_only=True))
@@ -51,7 +52,7 @@ def _resolve_local(id_or_path: str | Path, what: str) -> Path:
         raise ModelNotFoundError(
             f"{what} {text!r} is neither an existing local path nor a valid Hugging Face id ('owner/name')"
         ) from None
-    except OSError:  # LocalEntryNotFoundError: not in the cache, and we never download
+    except LocalEntryNotFoundError:  # not in the cache, and we never download
         raise ModelNotFoundError(
             f"{what} {text!r} is not a local path and is not in the local Hugging Face cache "
             f"({constants.HF_HUB_CACHE}); livekit never downloads while loading.\n"
@@ -162,13 +163,14 @@ class SDModel:
             text, padding="max_length", max_length=self.tokenizer.model_max_length, truncation=True,
             return_tensors="pt",
         )
-        mask = tokens.attention_mask.to(self.device) if getattr(self.text_encoder.config, "use_attention_mask", False) else None
+        use_mask = getattr(self.text_encoder.config, "use_attention_mask", False)  # as diffusers' SD pipeline does
+        mask = tokens.attention_mask.to(self.device) if use_mask else None
         hidden = self.text_encoder(tokens.input_ids.to(self.device), attention_mask=mask)[0]  # (1, 77, D)
         return hidden[0].to(self.dtype)
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """UNet output (epsilon, v or x0 per prediction_type) for latents x (B,C,h,w), float timesteps t (B,), cond (B,L,D)."""
+        """UNet output (epsilon, v or x0, see prediction_type) for latents x (B,C,h,w), t (B,) and cond (B,L,D)."""
         batch = x.shape[0]
         t = torch.as_tensor(t)
         if t.ndim == 0:
@@ -183,7 +185,8 @@ class SDModel:
             sample = sample.contiguous(memory_format=torch.channels_last)
         # The UNet embeds timesteps in float32 whatever it gets; fractional t passes through unrounded.
         timesteps = t.to(self.device, torch.float32)
-        out = self._unet_forward(sample, timesteps, encoder_hidden_states=cond.to(self.device, self.dtype), return_dict=False)[0]
+        cond = cond.to(self.device, self.dtype)
+        out = self._unet_forward(sample, timesteps, encoder_hidden_states=cond, return_dict=False)[0]  # (B,C,h,w)
         return out.to(x.device, x.dtype)
 
     @torch.no_grad()
@@ -243,7 +246,8 @@ def _load_vae(source: Path, name: str, dtype: torch.dtype) -> torch.nn.Module:
             f"VAE {name!r} ({folder}) is {class_name or 'not a diffusers model folder (no config.json)'}; "
             f"expected a diffusers AutoencoderTiny (TAESD, e.g. 'madebyollin/taesd') or AutoencoderKL folder"
         )
-    return classes[class_name].from_pretrained(folder, torch_dtype=dtype, local_files_only=True, variant=_variant(folder))
+    model_class = classes[class_name]
+    return model_class.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, variant=_variant(folder))
 
 
 def _lora_weight_file(source: Path, name: str) -> Path:
@@ -262,45 +266,42 @@ def _lora_weight_file(source: Path, name: str) -> Path:
     )
 
 
-def _fuse_lora(unet: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer: Any, lora: str | Path) -> None:
+def _is_bare_peft_file(weights: Path) -> bool:
+    """Whether a .safetensors LoRA holds a bare peft state dict of the UNet (no diffusers/kohya key prefixes)."""
+    if weights.suffix != ".safetensors":
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        return not any(key.startswith(_PREFIXED_LORA_KEYS) for key in f.keys())
+
+
+def _fuse_lora(unet: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer: Any, weights: Path, name: str) -> None:
     """Load a LoRA into the UNet and text encoder (diffusers + peft), fuse it into the weights and drop its layers."""
-    if importlib.util.find_spec("peft") is None:
-        raise ImportError("loading a LoRA needs peft: pip install peft (or pip install 'livekit-visuals[dev]')")
     from diffusers import StableDiffusionPipeline
     from peft.tuners.tuners_utils import BaseTunerLayer
+    from safetensors.torch import load_file
 
-    weights = _lora_weight_file(_resolve_local(lora, "LoRA"), str(lora))
     host = StableDiffusionPipeline(  # a shell around our modules: diffusers' LoRA loader lives on the pipeline
         vae=None, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=None,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
+    hint = "is it made for this base model (SD 1.x vs 2.x vs SDXL)?"
     try:
-        host.load_lora_weights(str(weights.parent), weight_name=weights.name, adapter_name="livekit", local_files_only=True)
+        if _is_bare_peft_file(weights):  # peft's save_pretrained: adapter_model.safetensors + adapter_config.json
+            state = {k.removeprefix("base_model.model."): v for k, v in load_file(str(weights)).items()}
+            config = _read_json(weights.parent / "adapter_config.json") or None  # carries lora_alpha
+            unet.load_lora_adapter(state, prefix=None, adapter_name="livekit", metadata=config)
+        else:  # diffusers' save_lora_weights layout; kohya / A1111 files are converted by diffusers
+            host.load_lora_weights(
+                str(weights.parent), weight_name=weights.name, adapter_name="livekit", local_files_only=True
+            )
     except (ValueError, KeyError, RuntimeError) as err:
-        raise ValueError(
-            f"LoRA {str(lora)!r} ({weights}) does not load into this model: {err}\n"
-            f"Is it made for this base model (SD 1.x vs 2.x vs SDXL)?"
-        ) from err
-    layers = sum(isinstance(m, BaseTunerLayer) for module in (unet, text_encoder) for m in module.modules())
-    if layers == 0:
-        raise ValueError(
-            f"LoRA {str(lora)!r} ({weights}) has no weights for this model's UNet or text encoder: "
-            f"is it made for this base model (SD 1.x vs 2.x vs SDXL)?"
-        )
+        raise ValueError(f"LoRA {name!r} ({weights}) does not load into this model: {err}\n{hint}") from err
+    if not any(isinstance(m, BaseTunerLayer) for module in (unet, text_encoder) for m in module.modules()):
+        raise ValueError(f"LoRA {name!r} ({weights}) has no weights for this model's UNet or text encoder: {hint}")
     host.fuse_lora(components=["unet", "text_encoder"], lora_scale=1.0)
     host.unload_lora_weights()  # the fused weights stay; the per-call LoRA matmuls go
-
-
-def _as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """torch.float16 from itself or from "float16" / "fp16" / "half" (and likewise bfloat16, float32)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    names = {"float16": torch.float16, "fp16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float32": torch.float32, "fp32": torch.float32, "float": torch.float32}
-    key = str(dtype).strip().lower().removeprefix("torch.")
-    if key not in names:
-        raise ValueError(f"dtype {dtype!r} is not supported: use float16, bfloat16 or float32 (or None for the device default)")
-    return names[key]
 
 
 def _pick_defaults(kind: str, size_px: tuple[int, int]) -> ModelDefaults:
@@ -315,60 +316,26 @@ def _pick_defaults(kind: str, size_px: tuple[int, int]) -> ModelDefaults:
     return ModelDefaults(sampler="dpmpp_2m", steps=10, cfg="self", guidance=1.4, size_px=size_px)
 
 
-def load_sd(
-    id_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | str | None = None,
-    vae: str | Path | None = None, lora: str | Path | None = None, compile: bool = False,
-    channels_last: bool | None = None, progress: bool = True, *, lcm_lora: bool | None = None,
-) -> SDModel:
-    """Load a diffusers SD 1.x/2.x pipeline from a local folder or the local hub cache (never the network).
+def _checkpoint_kind(name: str, folder: Path, scheduler_config: dict[str, Any], lora: str | Path | None,
+                     lcm_lora: bool | None) -> str:
+    """'lcm', 'turbo' or 'full' (not distilled), from the LoRA, the scheduler class and the checkpoint's names."""
+    if lora is not None:
+        lcm_lora = bool(_LCM_NAME.search("/".join(Path(str(lora)).parts[-2:]))) if lcm_lora is None else lcm_lora
+    if lcm_lora or scheduler_config.get("_class_name") == "LCMScheduler":
+        return "lcm"
+    # The id or folder name, the hub repo of a cached snapshot (models--stabilityai--sd-turbo/snapshots/<hash>),
+    # and the _name_or_path the configs were saved with.
+    hints = [Path(name).name, folder.name, folder.parent.parent.name if folder.parent.name == "snapshots" else ""]
+    hints += [str(_read_json(folder / f).get("_name_or_path", "")) for f in ("model_index.json", "unet/config.json")]
+    return "turbo" if any(_TURBO_NAME.search(h) for h in hints) else "full"
 
-    vae: a tiny autoencoder (TAESD / AutoencoderTiny) or other VAE used instead of the checkpoint's own.
-    lora: a LoRA file, folder or cached id, fused into the weights; lcm_lora says whether it is an LCM-LoRA
-    (None: yes when its name contains "lcm"). channels_last: None = on for CUDA. compile: torch.compile the UNet.
-    """
-    from diffusers import UNet2DConditionModel
-    from tqdm.auto import tqdm
-    from transformers import CLIPTextModel, CLIPTokenizer
 
-    name = str(id_or_path)
-    dev = resolve_device(device)
-    dtype = default_dtype(dev) if dtype is None else _as_dtype(dtype)
-    channels_last = dev.type == "cuda" if channels_last is None else channels_last
-    folder = _resolve_local(id_or_path, "model")
-    _check_pipeline_folder(folder, name, need_vae=vae is None)
-    scheduler_config = _read_json(folder / "scheduler" / "scheduler_config.json")
-    prediction_type = scheduler_config.get("prediction_type", "epsilon")
-    if prediction_type not in PREDICTION_TYPES:
-        raise ValueError(f"{name!r}: scheduler prediction_type {prediction_type!r} is not one of {PREDICTION_TYPES}")
-
-    parts = ["tokenizer", "text_encoder", "unet", "vae"] + (["lora"] if lora is not None else [])
-    loaded: dict[str, Any] = {}
-    with tqdm(total=len(parts), desc=f"Loading {name}", unit="part", disable=not progress) as bar:
-        for part in parts:
-            bar.set_postfix_str(part if part != "vae" or vae is None else f"vae {vae}")
-            if part == "tokenizer":
-                loaded[part] = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
-            elif part == "text_encoder":
-                sub = folder / "text_encoder"
-                encoder = CLIPTextModel.from_pretrained(sub, local_files_only=True, variant=_variant(sub))
-                loaded[part] = encoder.to(dev, dtype).eval().requires_grad_(False)
-            elif part == "unet":
-                sub = folder / "unet"
-                unet = UNet2DConditionModel.from_pretrained(sub, torch_dtype=dtype, local_files_only=True, variant=_variant(sub))
-                loaded[part] = unet.to(dev).eval().requires_grad_(False)  # already in dtype
-            elif part == "vae":
-                source = folder if vae is None else _resolve_local(vae, "VAE")
-                autoencoder = _load_vae(source, name if vae is None else str(vae), dtype)
-                loaded[part] = autoencoder.to(dev).eval().requires_grad_(False)
-            else:
-                _fuse_lora(loaded["unet"], loaded["text_encoder"], loaded["tokenizer"], lora)
-            bar.update(1)
-    unet, text_encoder, autoencoder = loaded["unet"], loaded["text_encoder"], loaded["vae"]
-
+def _check_components(name: str, unet: Any, text_encoder: Any, autoencoder: Any, vae_name: str) -> None:
+    """Raise a teaching error when the loaded parts cannot work together as SD 1.x/2.x text-to-image."""
     if unet.config.in_channels != unet.config.out_channels or unet.config.get("addition_embed_type"):
         raise ValueError(
-            f"{name!r} is not a plain text-to-image UNet (in_channels={unet.config.in_channels}, "
-            f"addition_embed_type={unet.config.get('addition_embed_type')}): inpainting, depth and SDXL UNets are not supported"
+            f"{name!r} is not a plain text-to-image UNet (in_channels={unet.config.in_channels}, addition_embed_type="
+            f"{unet.config.get('addition_embed_type')}): inpainting, depth and SDXL UNets are not supported"
         )
     if unet.config.cross_attention_dim != text_encoder.config.hidden_size:
         raise ValueError(
@@ -377,31 +344,78 @@ def load_sd(
         )
     if autoencoder.config.latent_channels != unet.config.in_channels:
         raise ValueError(
-            f"VAE {str(vae or name)!r} has {autoencoder.config.latent_channels} latent channels but the UNet of "
-            f"{name!r} has {unet.config.in_channels}: use the tiny VAE made for this family ('madebyollin/taesd' for SD 1.x/2.x)"
+            f"VAE {vae_name!r} has {autoencoder.config.latent_channels} latent channels but the UNet of {name!r} has "
+            f"{unet.config.in_channels}: use the tiny VAE made for this family ('madebyollin/taesd' for SD 1.x/2.x)"
         )
+
+
+def load_sd(
+    id_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
+    vae: str | Path | None = None, lora: str | Path | None = None, compile: bool = False,
+    channels_last: bool | None = None, progress: bool = True, *, lcm_lora: bool | None = None,
+) -> SDModel:
+    """Load a diffusers SD 1.x/2.x pipeline from a local folder or the local hub cache (never the network).
+
+    vae: a tiny autoencoder (TAESD / AutoencoderTiny) or other VAE used instead of the checkpoint's own.
+    lora: a LoRA file, folder or cached id, fused into the weights; lcm_lora says whether it is an LCM-LoRA
+    (None: yes when its name contains "lcm"). channels_last: None = on for CUDA. compile: torch.compile the UNet
+    (the first call compiles, which takes a while).
+    """
+    from diffusers import UNet2DConditionModel
+    from tqdm.auto import tqdm
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    name = str(id_or_path)
+    dev = resolve_device(device)
+    dtype = default_dtype(dev) if dtype is None else dtype
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float16, or None for the device default; got {dtype!r}")
+    channels_last = dev.type == "cuda" if channels_last is None else channels_last
+    # Everything that can be wrong with the arguments is found before any weights load.
+    folder = _resolve_local(id_or_path, "model")
+    _check_pipeline_folder(folder, name, need_vae=vae is None)
+    vae_source = folder if vae is None else _resolve_local(vae, "VAE")
+    if lora is not None and importlib.util.find_spec("peft") is None:
+        raise ImportError("loading a LoRA needs peft: pip install peft (or pip install 'livekit-visuals[dev]')")
+    lora_file = None if lora is None else _lora_weight_file(_resolve_local(lora, "LoRA"), str(lora))
+    scheduler_config = _read_json(folder / "scheduler" / "scheduler_config.json")
+    prediction_type = scheduler_config.get("prediction_type", "epsilon")
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"{name!r}: scheduler prediction_type {prediction_type!r} is not one of {PREDICTION_TYPES}")
+
+    parts = ["tokenizer", "text_encoder", "unet", "vae"] + (["lora"] if lora is not None else [])
+    with tqdm(total=len(parts), desc=f"Loading {name}", unit="part", disable=not progress) as bar:
+        bar.set_postfix_str("tokenizer")
+        tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", local_files_only=True)
+        bar.update(1)
+        bar.set_postfix_str("text_encoder")
+        sub = folder / "text_encoder"
+        text_encoder = CLIPTextModel.from_pretrained(sub, local_files_only=True, variant=_variant(sub))
+        text_encoder = text_encoder.to(dev, dtype).eval().requires_grad_(False)
+        bar.update(1)
+        bar.set_postfix_str("unet")
+        sub = folder / "unet"
+        unet = UNet2DConditionModel.from_pretrained(sub, torch_dtype=dtype, local_files_only=True, variant=_variant(sub))
+        unet = unet.to(dev).eval().requires_grad_(False)
+        bar.update(1)
+        bar.set_postfix_str("vae" if vae is None else f"vae {vae}")
+        autoencoder = _load_vae(vae_source, str(vae or name), dtype).to(dev).eval().requires_grad_(False)
+        bar.update(1)
+        _check_components(name, unet, text_encoder, autoencoder, str(vae or name))
+        if lora_file is not None:
+            bar.set_postfix_str(f"lora {lora}")
+            _fuse_lora(unet, text_encoder, tokenizer, lora_file, str(lora))
+            bar.update(1)
     if channels_last:
         unet.to(memory_format=torch.channels_last)
         autoencoder.to(memory_format=torch.channels_last)
 
-    # Names that say what the checkpoint is: the id or folder name, the hub repo a cached snapshot belongs to
-    # (models--stabilityai--sd-turbo/snapshots/<hash>), and the _name_or_path its configs were saved with.
-    saved = [_read_json(folder / "model_index.json"), _read_json(folder / "unet" / "config.json")]
-    hints = [Path(name).name, folder.name, folder.parent.parent.name if folder.parent.name == "snapshots" else ""]
-    hints += [str(config.get("_name_or_path", "")) for config in saved]
-    lora_names = "/".join(Path(str(lora)).parts[-2:]) if lora is not None else ""  # e.g. lcm-lora-sdv1-5/x.safetensors
-    is_lcm_lora = lora is not None and (lcm_lora if lcm_lora is not None else bool(_LCM_NAME.search(lora_names)))
-    if is_lcm_lora or scheduler_config.get("_class_name") == "LCMScheduler":
-        kind = "lcm"
-    elif any(_TURBO_NAME.search(h) for h in hints):
-        kind = "turbo"
-    else:
-        kind = "full"
     sample = unet.config.sample_size
     height, width = (sample, sample) if isinstance(sample, int) else tuple(sample)
     scale = _vae_scale(autoencoder)
+    kind = _checkpoint_kind(name, folder, scheduler_config, lora, lcm_lora)
     return SDModel(
-        name=name, unet=unet, text_encoder=text_encoder, tokenizer=loaded["tokenizer"], vae=autoencoder,
+        name=name, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, vae=autoencoder,
         alphas_cumprod=_alphas_cumprod_from_config(scheduler_config), prediction_type=prediction_type,
         defaults=_pick_defaults(kind, (width * scale, height * scale)), device=dev, dtype=dtype,
         channels_last=channels_last, compile=compile, lora=None if lora is None else str(lora),

@@ -180,3 +180,16 @@ def test_open_frame_writer_chooses_by_path(tmp_path: Path) -> None:
         open_frame_writer(tmp_path / "show.gif", fps=30)
     with pytest.raises(ValueError, match="fps"):
         open_frame_writer(tmp_path / "b.mp4", fps=0)
+
+
+def test_a_failing_writer_reports_instead_of_raising(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = VideoRecorder(tmp_path / "full_disk.mp4", fps=30, size_px=(64, 48), drop_when_behind=False)
+
+    def no_space(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(recorder, "_frame", no_space)
+    for i in range(5):
+        recorder.write(solid(COLORS[0], (64, 48)), time_s=i / 30)  # the show goes on
+    recorder.close()
+    assert recorder.error is not None and "No space left" in recorder.error

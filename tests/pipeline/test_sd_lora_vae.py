@@ -69,6 +69,32 @@ def test_other_loras_keep_the_checkpoint_defaults_unless_flagged_lcm(
     torch.testing.assert_close(style(x, t, cond), flagged(x, t, cond))
 
 
+def test_a_peft_adapter_folder_loads_with_its_own_alpha(tiny_sd_model: Path, tmp_path: Path) -> None:
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(3)
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd_model / "unet", local_files_only=True).eval()
+    # lora_alpha != r: the scale 2 lives only in adapter_config.json, so dropping it would show.
+    peft_unet = get_peft_model(unet, LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=LORA_TARGETS))
+    peft_unet.save_pretrained(tmp_path / "my-adapter")  # adapter_model.safetensors (bare peft keys) + adapter_config.json
+    model = load_sd(tiny_sd_model, device="cpu", lora=tmp_path / "my-adapter", progress=False)
+    x, t, cond = _probe(model)
+    with torch.no_grad():
+        expected = peft_unet(x, t, encoder_hidden_states=cond).sample
+    torch.testing.assert_close(model(x, t, cond), expected, atol=1e-4, rtol=1e-4)
+    assert model.defaults.sampler == "dpmpp_2m"
+
+
+def test_a_lora_for_another_model_is_refused_with_the_reason(tiny_sd_model: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"mid_block.nothing_here.to_q.lora_A.weight": torch.zeros(4, 7),
+               "mid_block.nothing_here.to_q.lora_B.weight": torch.zeros(7, 4)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match=r"other\.safetensors.*base model"):
+        load_sd(tiny_sd_model, device="cpu", lora=tmp_path / "other.safetensors", progress=False)
+
+
 @pytest.fixture(scope="module")
 def tiny_taesd(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight AutoencoderTiny (TAESD's architecture, narrow) saved as a diffusers folder."""

@@ -123,6 +123,22 @@ def test_non_distilled_checkpoint_defaults_to_dpmpp_2m_with_self_guidance(tiny_s
     assert defaults.size_px == (256, 256)  # the tiny UNet's sample_size 32 x the VAE's 8
 
 
+def test_distilled_checkpoints_are_recognised_by_folder_name_or_scheduler(tiny_sd_model: Path, tmp_path: Path) -> None:
+    turbo = tmp_path / "my-sd-turbo"
+    turbo.symlink_to(tiny_sd_model)
+    (tmp_path / "sd-turbo-experiments").mkdir()
+    plain = tmp_path / "sd-turbo-experiments" / "sd15"  # only the checkpoint's own name counts, not its parents
+    plain.symlink_to(tiny_sd_model)
+    lcm = tmp_path / "dreamshaper"
+    shutil.copytree(tiny_sd_model, lcm)
+    config_path = lcm / "scheduler" / "scheduler_config.json"
+    config_path.write_text(json.dumps({**json.loads(config_path.read_text()), "_class_name": "LCMScheduler"}))
+    kinds = {p.name: load_sd(p, device="cpu", progress=False).defaults for p in (turbo, plain, lcm)}
+    assert (kinds["my-sd-turbo"].sampler, kinds["my-sd-turbo"].steps, kinds["my-sd-turbo"].cfg) == ("turbo", 1, "none")
+    assert kinds["sd15"].sampler == "dpmpp_2m"
+    assert (kinds["dreamshaper"].sampler, kinds["dreamshaper"].steps) == ("lcm", 4)
+
+
 def _fake_hub_cache(cache: Path, repo_id: str, source: Path) -> None:
     """Lay `source` out as huggingface_hub's cache does after `huggingface-cli download repo_id`."""
     commit = "0123456789abcdef0123456789abcdef01234567"

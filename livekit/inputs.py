@@ -1,0 +1,165 @@
+"""The show's inputs: OSC server, MIDI in (with clock), audio in (device or file), and the master clock.
+
+Each input is optional and none is fatal: a missing device or a busy port is reported once and the show goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from controllers.base import ControlEvent, ControlSink, TempoState
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OSC_PORT = 9000  # documented in docs/controls.md; TouchDesigner's OSC Out CHOP sends here by default
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """What the performer asked for on the command line."""
+
+    osc_port: int | None = None  # None: the default port; 0: OSC off
+    osc_host: str = "127.0.0.1"  # bind address; 0.0.0.0 accepts phones and other computers
+    midi_in: str | None = None  # port name fragment; "virtual" opens a port named "livekit"; None: auto
+    audio_in: str | None = None  # device name fragment or index, or a WAV/FLAC path; None: auto
+    midi_backend: str | None = None  # mido backend, e.g. "mido.backends.rtmidi/UNIX_JACK" (tests)
+
+
+class Inputs:
+    """Starts the inputs a sketch needs, feeds a ControlSink, serves tempo and activity times for the HUD."""
+
+    def __init__(self, sink: ControlSink, options: InputOptions, needs: set[str],
+                 osc_params: dict[str, Any] | None = None, midi_decoder: Any = None,
+                 status: Callable[[str], None] = print) -> None:
+        self._sink = sink
+        self.options = options
+        self.needs = needs
+        self.status = status
+        self.osc: Any = None
+        self.midi: Any = None
+        self.midi_clock: Any = None
+        self.audio: Any = None
+        self.clock: Any = None
+        self.osc_last_s: float | None = None
+        self.midi_last_s: float | None = None
+        self.problems: list[str] = []
+        self._osc_params = osc_params
+        self._midi_decoder = midi_decoder
+
+    def _on_event(self, event: ControlEvent) -> None:
+        """Every controller event passes here: note activity, then hand on (called on controller threads)."""
+        if event.source.startswith("osc"):
+            self.osc_last_s = event.time_s
+        elif event.source.startswith("midi"):
+            self.midi_last_s = event.time_s
+        self._sink(event)
+
+    def _problem(self, what: str) -> None:
+        self.problems.append(what)
+        log.warning(what)
+        self.status(f"livekit: {what}")
+
+    def start(self) -> "Inputs":
+        """Open what the options and the sketch ask for; report what could not be opened, never raise."""
+        self._start_osc()
+        self._start_midi()
+        self._start_audio()
+        from controllers.tempo import MasterClock
+
+        sources = [(n, s) for n, s in (("midi", self.midi_clock), ("osc", self.osc), ("audio", self.audio)) if s]
+        self.clock = MasterClock(sources)
+        return self
+
+    def _start_osc(self) -> None:
+        port = DEFAULT_OSC_PORT if self.options.osc_port is None else self.options.osc_port
+        if port == 0 and self.options.osc_port == 0:
+            return
+        from controllers.osc import OscConfig, OscServer
+
+        try:
+            self.osc = OscServer(self._on_event, OscConfig(host=self.options.osc_host, port=port),
+                                 params=self._osc_params).start()
+            self.status(f"livekit: OSC on {self.options.osc_host}:{self.osc.port} (/livekit/<param>)")
+        except OSError as exc:
+            self.osc = None
+            self._problem(f"OSC off: cannot listen on {self.options.osc_host}:{port} ({exc.strerror or exc}); "
+                          "pass --osc-port to choose another port")
+
+    def _start_midi(self) -> None:
+        wanted = self.options.midi_in
+        if wanted is None and "midi" not in self.needs:
+            return
+        from controllers.midi import MidiInput, find_port, list_input_ports
+        from controllers.midi_clock import MidiClock
+
+        try:
+            port = None if wanted in (None, "virtual") else wanted
+            if port is None and wanted is None:  # the sketch wants MIDI: take the first hardware port, if any
+                names = [n for n in list_input_ports(self.options.midi_backend) if "through" not in n.lower()]
+                port = names[0] if names else None
+            self.midi_clock = MidiClock()
+            self.midi = MidiInput(self._on_event, port=port, virtual_name="livekit",
+                                  backend=self.options.midi_backend, decoder=self._midi_decoder,
+                                  clock=self.midi_clock).start()
+            self.status(f"livekit: MIDI in: {port or 'no hardware port'} + virtual port 'livekit'")
+        except Exception as exc:  # no MIDI API on this machine, or the port vanished: the show goes on
+            self.midi, self.midi_clock = None, None
+            self._problem(f"MIDI off: {type(exc).__name__}: {exc}")
+
+    def _start_audio(self) -> None:
+        wanted = self.options.audio_in
+        if wanted is None and "audio" not in self.needs:
+            return
+        from controllers.audio import AudioConfig, AudioInput, FileSource
+
+        try:
+            if wanted is not None and Path(wanted).is_file():
+                self.audio = FileSource(wanted, sink=self._on_event, loop=True)
+                self.audio.start()
+                self.status(f"livekit: audio from file {wanted}")
+                return
+            device: str | int | None = int(wanted) if wanted is not None and wanted.isdigit() else wanted
+            self.audio = AudioInput(AudioConfig(device=device), sink=self._on_event)
+            if self.audio.start():
+                self.status(f"livekit: audio in: {device if device is not None else 'default device'}")
+            else:
+                self._problem(f"audio off for now: {self.audio.error} (retrying in the background)")
+        except Exception as exc:
+            self.audio = None
+            self._problem(f"audio off: {type(exc).__name__}: {exc}")
+
+    def tempo(self, now_s: float | None = None) -> TempoState | None:
+        """The master clock's tempo (free-running at 120 BPM until a source has one)."""
+        return self.clock.tempo(now_s) if self.clock is not None else None
+
+    def poll(self, now_s: float) -> None:
+        """Once per tick: clock events (beat, bar, phases) go to the sink."""
+        if self.clock is not None:
+            for event in self.clock.events(now_s):
+                self._sink(event)
+
+    def set_osc_params(self, params: dict[str, Any]) -> None:
+        """Tell the OSC router which parameters the (reloaded) sketch declares."""
+        if self.osc is not None:
+            self.osc.set_params(params)
+
+    def close(self) -> None:
+        """Close every port and stream (idempotent)."""
+        for name in ("osc", "midi", "audio"):
+            thing = getattr(self, name)
+            if thing is None:
+                continue
+            try:
+                (getattr(thing, "close", None) or thing.stop)()
+            except Exception as exc:
+                log.warning("closing %s: %s", name, exc)
+            setattr(self, name, None)
+
+
+def now_s() -> float:
+    """The clock every input stamps with."""
+    return time.monotonic()

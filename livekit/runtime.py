@@ -1,0 +1,337 @@
+"""`livekit run`: the show. Main thread = stage window (or headless writer) + control ticks; inference and
+post-processing on the engine's worker threads; controllers on their own threads.
+
+Control flow per tick (display rate, or the sketch's fps headless):
+  inputs -> ParamBus -> SketchRunner.tick -> Conditioning -> StreamWorker.submit (newest wins)
+  StreamWorker -> on_frame (post thread) -> Stage.submit / frame writer
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from livekit.inputs import InputOptions, Inputs
+from livekit.params import ParamBus
+from livekit.sketch import SketchError, SketchRunner, load_sketch
+
+log = logging.getLogger(__name__)
+RELOAD_POLL_S = 0.25  # how often the sketch file's mtime is checked (hot reload applies within 1 s)
+SHUTDOWN_TIMEOUT_S = 1.5  # threads must join within this (the whole shutdown stays under 2 s)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything `livekit run` was asked for."""
+
+    sketch: Path
+    model: str | None = None  # overrides the sketch's model
+    size: tuple[int, int] | None = None  # overrides the sketch's size
+    device: str = "auto"
+    fullscreen: bool = False
+    display: int = 0
+    headless: bool = False
+    frames: int | None = None  # stop after this many generated frames
+    out: Path | None = None  # PNG folder or video file
+    inputs: InputOptions = InputOptions()
+    reload: bool = True  # watch the sketch file
+
+
+class Show:
+    """One run of a sketch: owns the model, the worker, the inputs and the window; `run()` blocks until the end."""
+
+    def __init__(self, options: RunOptions, status: Callable[[str], None] = print) -> None:
+        self.options = options
+        self.status = status
+        self.stop_event = threading.Event()
+        self.frames_out = 0
+        self.last_error: str | None = None
+        self._writer: Any = None
+        self._stage: Any = None
+        self._recorder: Any = None
+        self._worker: Any = None
+        self.inputs: Inputs | None = None
+        self._mtime = 0.0
+        self._next_reload_check = 0.0
+        self._learn_targets: list[str] = []
+        self._last_values: Any = None
+
+    # ---- setup ---------------------------------------------------------------------------------------------------
+    def _engine_config(self, spec: Any) -> Any:
+        from pipeline import EngineConfig
+
+        e = spec.engine
+        return EngineConfig(size_px=self.options.size or tuple(e.size), sampler=e.sampler, steps=e.steps, cfg=e.cfg)
+
+    def _load_engine(self, spec: Any) -> Any:
+        from pipeline import StreamEngine, load_model
+
+        name = self.options.model or spec.engine.model
+        self.status(f"livekit: loading model {name} ({self.options.device}) ...")
+        t0 = time.monotonic()
+        model = load_model(name, device=self.options.device)
+        engine = StreamEngine(model, self._engine_config(spec))
+        c = engine.config
+        self.status(f"livekit: model {name} ready in {time.monotonic() - t0:.1f} s: {c.sampler}, {engine.slots} steps, "
+                    f"cfg {c.cfg}, {c.size_px[0]}x{c.size_px[1]} on {model.device}")
+        return engine
+
+    def _on_frame(self, frame: np.ndarray, info: Any) -> None:
+        """Post-processing thread: hand the frame to the stage and/or the writer."""
+        if self.stop_event.is_set():
+            return
+        if self._stage is not None:
+            self._stage.submit(frame, info.done_time_s)
+        if self._writer is not None:
+            if self.options.frames is not None and self.frames_out >= self.options.frames:
+                return
+            self._writer.write(frame)
+        self.frames_out += 1
+        if self.options.frames is not None and self.frames_out >= self.options.frames:
+            self.stop_event.set()
+
+    def _on_error(self, message: str) -> None:
+        self.last_error = message
+
+    # ---- run -----------------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Load, start every thread, loop until Esc / Ctrl-C / SIGTERM / --frames, shut down cleanly."""
+        from pipeline import StreamWorker
+
+        opts = self.options
+        sketch_cls = load_sketch(opts.sketch)  # a broken sketch fails here, before anything opens
+        self._mtime = opts.sketch.stat().st_mtime
+        spec = sketch_cls.spec()
+        self.bus = ParamBus()
+        self.runner = SketchRunner(sketch_cls, self.bus)  # configures the bus with the sketch's mappings
+        self._learn_targets = sorted(self.bus.names) if hasattr(self.bus, "names") else []
+        self._learned_path = self._learned_file()
+        if self._learned_path.exists():
+            self.status(f"livekit: {self.bus.load_learned(self._learned_path)} learned MIDI mappings loaded")
+        engine = self._load_engine(spec)
+        if opts.headless or opts.out is not None:
+            from livekit.recording import open_frame_writer
+
+            if opts.out is None:
+                raise ValueError("--headless needs --out (a folder for PNG frames or a .mp4 file)")
+            self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px)
+        self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()), osc_params=spec.osc_params(),
+                             midi_decoder=spec.midi_decoder_config(), status=self.status).start()
+        self._worker = StreamWorker(engine, self._on_frame, max_fps=spec.engine.fps, on_error=self._on_error)
+        previous = self._install_signals()
+        try:
+            self._worker.start()
+            if opts.headless:
+                self._loop_headless(spec.engine.fps)
+            else:
+                self._loop_window(engine)
+        finally:
+            self._shutdown()
+            self._restore_signals(previous)
+        self.status(f"livekit: stopped after {self.frames_out} frames")
+        return 0
+
+    def _tick(self, now: float) -> None:
+        """One control tick: clock events, sketch mappings, conditioning to the worker, hot reload."""
+        self.inputs.poll(now)
+        result = self.runner.tick(now, self.inputs.tempo(now))
+        self._last_values = result.values
+        self._worker.submit(result.conditioning, now)
+        if self.options.reload and now >= self._next_reload_check:
+            self._next_reload_check = now + RELOAD_POLL_S
+            self._maybe_reload()
+
+    def _loop_headless(self, fps: float) -> None:
+        period = 1.0 / max(fps, 1.0)
+        while not self.stop_event.is_set():
+            self._tick(time.monotonic())
+            self.stop_event.wait(period)
+
+    def _loop_window(self, engine: Any) -> None:
+        from livekit.renderer import Stage, StageConfig
+
+        w, h = engine.config.size_px
+        scale = max(1, 720 // max(h, 1))
+        self._stage = Stage(StageConfig(size_px=(w * scale, h * scale), fullscreen=self.options.fullscreen,
+                                        display=self.options.display, title=f"livekit — {self.options.sketch.name}"))
+        self._stage.open()
+        next_hud = 0.0
+        while not self.stop_event.is_set():
+            for action in self._stage.tick():
+                self._action(action)
+            now = time.monotonic()
+            self._tick(now)
+            if self._recorder is not None:
+                frame = self._stage.displayed_frame()
+                if frame is not None:
+                    self._recorder.write(frame, now)
+            if now >= next_hud:
+                next_hud = now + 0.1
+                self._stage.set_hud(self._hud(engine))
+
+    def _hud(self, engine: Any) -> Any:
+        from livekit.renderer_hud import HudInfo
+
+        audio = self.inputs.audio.latest() if self.inputs and self.inputs.audio is not None else {}
+        tempo = self.inputs.tempo() if self.inputs else None
+        stats = self._worker.stats
+        cfg = self._worker.engine.config
+        return HudInfo(
+            generated_fps=stats.generated_fps or None, latency_ms=stats.latency_ms or None,
+            model=getattr(self._worker.engine.model, "name", ""), sampler=cfg.sampler, steps=self._worker.engine.slots,
+            params=self._param_bars(), bands={k: float(audio.get(f"{k}_auto", audio.get(k, 0.0)))
+                                              for k in ("bass", "low_mid", "mid", "high") if audio},
+            beat=bool(tempo and tempo.running and (tempo.beat % 1.0) < 0.15),
+            beat_phase=(tempo.beat % 1.0) if tempo else None, bpm=tempo.bpm if tempo else None,
+            midi_last_s=self.inputs.midi_last_s if self.inputs else None,
+            osc_last_s=self.inputs.osc_last_s if self.inputs else None,
+            recording=self._recorder is not None, learning=bool(getattr(self.bus, "learning", None)),
+            last_error=self.last_error or (self.runner.errors.last if self.runner.errors.count else None),
+        )
+
+    def _param_bars(self) -> dict[str, float]:
+        """The latest tick's values, squashed to 0..1 for bars."""
+        values = self._last_values or {}
+        return {k: float(min(1.0, max(0.0, v))) for k, v in list(values.items())[:12] if isinstance(v, (int, float))}
+
+    def _action(self, action: str) -> None:
+        """A key the stage reported."""
+        if action == "quit":
+            self.stop_event.set()
+        elif action == "record":
+            self._toggle_recording()
+        elif action == "screenshot":
+            self._screenshot()
+        elif action.startswith("scene:"):
+            self.bus.set("scene", int(action.split(":")[1]) - 1)
+        elif action == "learn":
+            self._learn_next()
+
+    def _learn_next(self) -> None:
+        """L cycles MIDI learn through the sketch's targets; the next moving control binds to the armed one."""
+        if not self._learn_targets:
+            return
+        current = self.bus.learning
+        i = (self._learn_targets.index(current) + 1) if current in self._learn_targets else 0
+        if i >= len(self._learn_targets):
+            self.bus.cancel_learn()
+            self._stage.notify("MIDI learn off")
+            return
+        self.bus.learn(self._learn_targets[i])
+        self._stage.notify(f"MIDI learn: move a control for '{self._learn_targets[i]}' (L: next)")
+
+    def _learned_file(self) -> Path:
+        from controllers.learn import mappings_path
+
+        return Path(mappings_path(self.options.sketch))
+
+    def _toggle_recording(self) -> None:
+        from livekit.recording import VideoRecorder
+
+        if self._recorder is None:
+            path = Path.cwd() / time.strftime("livekit-%Y%m%d-%H%M%S.mp4")
+            self._recorder = VideoRecorder(path, fps=30.0)
+            self._stage.notify(f"recording {path.name}")
+        else:
+            self._recorder.close()
+            self._recorder = None
+            self._stage.notify("recording saved")
+
+    def _screenshot(self) -> None:
+        from livekit.recording import save_png
+
+        frame = self._stage.displayed_frame()
+        if frame is not None:
+            path = Path.cwd() / time.strftime("livekit-%Y%m%d-%H%M%S.png")
+            save_png(path, frame)
+            self._stage.notify(f"saved {path.name}")
+
+    # ---- hot reload ----------------------------------------------------------------------------------------------
+    def _maybe_reload(self) -> None:
+        try:
+            mtime = self.options.sketch.stat().st_mtime
+        except OSError:
+            return
+        if mtime == self._mtime:
+            return
+        self._mtime = mtime
+        try:
+            new_cls = load_sketch(self.options.sketch)
+        except SketchError as exc:  # keep the old sketch running and show why
+            self.last_error = f"reload failed: {exc}"
+            self.status(f"livekit: {self.last_error}")
+            if self._stage is not None:
+                self._stage.notify(str(exc), 5.0)
+            return
+        old_engine = self._engine_config(self.runner.spec)
+        model_changed = self.runner.reload(new_cls)
+        spec = new_cls.spec()
+        self.inputs.set_osc_params(spec.osc_params())
+        self.last_error = None
+        if model_changed and not self.options.model:
+            self._worker.reconfigure(lambda: self._load_engine(spec))
+        elif self._engine_config(spec) != old_engine:
+            self._worker.reconfigure(self._engine_config(spec))
+        self.status(f"livekit: reloaded {self.options.sketch.name}")
+        if self._stage is not None:
+            self._stage.notify(f"reloaded {self.options.sketch.name}")
+
+    # ---- shutdown ------------------------------------------------------------------------------------------------
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: self.stop_event.set())
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _shutdown(self) -> None:
+        """Join every thread and close every port, stream and file."""
+        self.stop_event.set()
+        if self._worker is not None and not self._worker.stop(SHUTDOWN_TIMEOUT_S):
+            log.warning("the inference thread did not stop within %.1f s", SHUTDOWN_TIMEOUT_S)
+        if self.inputs is not None:
+            self.inputs.close()
+        for name in ("_recorder", "_writer"):
+            thing = getattr(self, name)
+            if thing is not None:
+                thing.close()
+                setattr(self, name, None)
+        if self._stage is not None:
+            self._stage.close()
+        try:
+            if self.bus.learned:
+                self.bus.save_learned(self._learned_path)
+        except (OSError, AttributeError) as exc:
+            log.warning("could not save learned MIDI mappings: %s", exc)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run `livekit run` from parsed arguments."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.sketch.is_file():
+        raise FileNotFoundError(f"no sketch at {args.sketch}")
+    options = RunOptions(
+        sketch=args.sketch, model=args.model, size=args.size, device=args.device, fullscreen=args.fullscreen,
+        display=args.display, headless=args.headless, frames=args.frames, out=args.out,
+        inputs=InputOptions(osc_port=args.osc_port, osc_host=args.osc_host, midi_in=args.midi_in,
+                            audio_in=args.audio_in),
+        reload=not args.no_reload,
+    )
+    try:
+        return Show(options).run()
+    except SketchError as exc:
+        raise ValueError(str(exc)) from exc
