@@ -24,10 +24,10 @@ LFO_SHAPES = ("sine", "triangle", "saw", "square", "random", "smooth_random")
 # brought a new event, else 0.0 (onsets and beats are moments, not levels). Keys as controllers.features emits them.
 AUDIO_FEATURES: dict[str, tuple[str, str]] = {
     "level": ("audio/level", "level"),
-    "bass": ("audio/bass", "level"),
-    "low_mid": ("audio/low_mid", "level"),
-    "mid": ("audio/mid", "level"),
-    "high": ("audio/high", "level"),
+    "bass": ("audio/bass_auto", "level"),  # 0..1 with automatic gain
+    "low_mid": ("audio/low_mid_auto", "level"),  # 0..1 with automatic gain
+    "mid": ("audio/mid_auto", "level"),  # 0..1 with automatic gain
+    "high": ("audio/high_auto", "level"),  # 0..1 with automatic gain
     "centroid": ("audio/centroid", "level"),
     "flux": ("audio/flux", "level"),
     "onset": ("audio/onset", "pulse"),

@@ -151,7 +151,7 @@ class LowRankMixture:
 class MixtureConfig:
     """The data distribution and tone curve of a mixture model (builtin or folder); std values are in logit units."""
 
-    latent_gain: float = 16.0  # logit units per latent unit; small latents keep the start noise from favouring dim images
+    latent_gain: float = 16.0  # logit units per latent unit at a 64x64 latent, growing as sqrt(h * w) (see gain())
     tone_floor: float = 0.01  # colours are clamped to [floor, 1 - floor] before the logit (logit range +-4.6)
     noise_std: float = 0.05  # isotropic std of the data around every component (no visible grain)
     variation_modes: int = 4  # shared smooth fields: the lowest modes x modes DCT modes on each colour axis
@@ -272,7 +272,7 @@ class MixtureDenoiser:
             raise ValueError(f"render gave {tuple(comps.images.shape)}, expected ({self.num_components}, 3, {height}, {width})")
         means = self.tone_encode(comps.images.to(torch.float64)).reshape(self.num_components, -1)  # (K, D)
         basis, order, axis = smooth_basis(height, width, min(c.variation_modes, height, width))
-        unit = 1.0 / c.latent_gain  # latent units per logit unit
+        unit = 1.0 / self.gain(height, width)  # latent units per logit unit
         mode_var = (c.variation_std * unit) ** 2 * height * width * (1.0 + order) ** (-2.0 * c.variation_decay)  # (R,)
         basis_var = comps.variation.to(torch.float64)[:, axis] ** 2 * mode_var[None]  # (K, R)
         detail = torch.full((self.num_components,), c.detail_std, dtype=torch.float64)
@@ -291,11 +291,21 @@ class MixtureDenoiser:
         eps = self.mixture(h, w).eps(x.to(self.dtype).reshape(b, -1), alpha, sigma, log_prior)  # (B, D)
         return eps.reshape(b, LATENT_CHANNELS, h, w)
 
+    def gain(self, height: int, width: int) -> float:
+        """Logit units per latent unit at a latent size.
+
+        SD's schedule ends at a non-zero SNR, so the start noise stands in for x_T = alpha_T x0 + sigma_T eps and the
+        sampler's choice among the components leans towards those with small ||x0||, by alpha_T^2 ||x0||^2 / 2 nats.
+        Latents scaled down as sqrt(h * w) keep that lean below ~2 nats at every size (and the posterior at the last
+        steps as sharp as at 64x64).
+        """
+        return self.config.latent_gain * math.sqrt(height * width) / 64.0
+
     def tone_encode(self, images: torch.Tensor) -> torch.Tensor:
         """Colours (B, 3, h, w) in [0, 1] -> latent units: (logit(clamp(c)) - centre) / gain."""
         f = self.config.tone_floor
         centre = self._centre.to(images.device, images.dtype)
-        return (torch.logit(images.clamp(f, 1 - f)) - centre) / self.config.latent_gain
+        return (torch.logit(images.clamp(f, 1 - f)) - centre) / self.gain(*images.shape[-2:])
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, 3, h, w) -> images (B, 3, 8h, 8w) in [0, 1]: cubic upsampling, then the tone curve."""
@@ -309,7 +319,7 @@ class MixtureDenoiser:
         up_h, up_w = self._upsamplers[(h, w)]  # (H, h), (W, w)
         z = latents.to(self.device, self.dtype)
         img = up_h @ (z @ up_w.T)  # (B, 3, H, W)
-        return img.mul_(self.config.latent_gain).add_(self._centre_px).sigmoid_()
+        return img.mul_(self.gain(h, w)).add_(self._centre_px).sigmoid_()
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [0, 1] (H, W multiples of 8) -> latents (B, 3, H/8, W/8)."""

@@ -63,7 +63,7 @@ def test_the_front_page_sketch_loads_and_its_sources_move_the_conditioning(tmp_p
     cls = load_sketch(path)
     assert cls.__name__ == "Show"
     assert cls.required_sources() == {"midi", "audio", "tempo"}
-    assert cls.source_keys() == {"midi/cc/0/1", "audio/bass", "audio/beat"}
+    assert cls.source_keys() == {"midi/cc/0/1", "audio/bass_auto", "audio/beat"}
     runner = SketchRunner(cls)
     tempo = TempoState(bpm=120.0, beat=0.0, time_s=0.0)
 
@@ -73,7 +73,7 @@ def test_the_front_page_sketch_loads_and_its_sources_move_the_conditioning(tmp_p
     assert top_seed(first) == 7 and first.conditioning.guidance == pytest.approx(1.0)
 
     runner.bus.push(ev("midi/cc/0/1", 0.5))
-    runner.bus.push(ev("audio/bass", 0.5))
+    runner.bus.push(ev("audio/bass_auto", 0.5))
     runner.bus.push(ev("audio/beat", 1.0))
     r = runner.tick(0.5, tempo)
     assert weights(r) == [0.0, 1.0, 0.0]  # the knob in the middle: the middle prompt

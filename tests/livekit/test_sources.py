@@ -55,7 +55,8 @@ def test_audio_features_are_one_table() -> None:
     for name, (event_key, mode) in AUDIO_FEATURES.items():
         origin = getattr(audio, name).origin
         assert isinstance(origin, KeyInput) and (origin.key, origin.mode) == (event_key, mode)
-        assert event_key == f"audio/{name}"
+        expected = f"audio/{name}_auto" if name in ("bass", "low_mid", "mid", "high") else f"audio/{name}"
+        assert event_key == expected  # bands read the auto-gained 0..1 value
     assert getattr(audio, "onset").origin.mode == "pulse"
     assert getattr(audio, "bass").origin.mode == "level"
 
@@ -127,7 +128,7 @@ def test_source_from_key_reads_every_learnable_key() -> None:
     assert source_from_key("midi/bend/1") == midi.bend(1)
     assert source_from_key("midi/program/0") == midi.program(0)
     assert source_from_key("midi/rel/0/16", "signed_bit") == midi.cc(16, relative="signed_bit")
-    assert source_from_key("audio/bass") == audio.bass
+    assert source_from_key("audio/bass_auto") == audio.bass
     assert source_from_key("osc/td/speed") == osc("/td/speed")
     with pytest.raises(ValueError, match="cannot read a source"):
         source_from_key("midi/cc/x/1")
