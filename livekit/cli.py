@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `livekit` console command."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "render":

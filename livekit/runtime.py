@@ -48,9 +48,11 @@ class RunOptions:
 class Show:
     """One run of a sketch: owns the model, the worker, the inputs and the window; `run()` blocks until the end."""
 
-    def __init__(self, options: RunOptions, status: Callable[[str], None] = print) -> None:
+    def __init__(self, options: RunOptions, status: Callable[[str], None] = print,
+                 frame_hook: Callable[[np.ndarray, Any], None] | None = None) -> None:
         self.options = options
         self.status = status
+        self.frame_hook = frame_hook  # called with every finished frame (post-processing thread), e.g. by tests
         self.stop_event = threading.Event()
         self.frames_out = 0
         self.last_error: str | None = None
@@ -88,6 +90,8 @@ class Show:
         """Post-processing thread: hand the frame to the stage and/or the writer."""
         if self.stop_event.is_set():
             return
+        if self.frame_hook is not None:
+            self.frame_hook(frame, info)
         if self._stage is not None:
             self._stage.submit(frame, info.done_time_s)
         if self._writer is not None:
@@ -123,6 +127,7 @@ class Show:
             if opts.out is None:
                 raise ValueError("--headless needs --out (a folder for PNG frames or a .mp4 file)")
             self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px)
+        self.engine = engine
         self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()), osc_params=spec.osc_params(),
                              midi_decoder=spec.midi_decoder_config(), status=self.status).start()
         self._worker = StreamWorker(engine, self._on_frame, max_fps=spec.engine.fps, on_error=self._on_error)

@@ -41,7 +41,8 @@ class BuiltinModel(MixtureDenoiser):
 
     def _render(self, height: int, width: int) -> Components:
         variation = torch.tensor([spec.variation for spec in self.specs], dtype=torch.float64)  # (K, 3)
-        return Components(render_components(self.specs, height, width), variation)
+        mirrors = torch.tensor([spec.mirrors for spec in self.specs])  # (K, 4)
+        return Components(render_components(self.specs, height, width), variation, mirrors)
 
 
 def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> BuiltinModel:

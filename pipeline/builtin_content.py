@@ -273,6 +273,12 @@ class ComponentSpec:
         return FAMILIES[self.family][1] + (self.palette.name,) + self.palette.tags
 
     @property
+    def mirrors(self) -> tuple[bool, bool, bool, bool]:
+        """Which flips (none, left-right, upside down, both) still look right: horizons and hills keep the sky up."""
+        upright = self.family in ("grid", "waves")
+        return (True, True, not upright, not upright)
+
+    @property
     def variation(self) -> tuple[float, float, float]:
         """Smooth-variation std multipliers on the (luma, red-green, yellow-blue) axes."""
         base = FAMILIES[self.family][2]

@@ -55,11 +55,20 @@ def smooth_basis(height: int, width: int, modes: int) -> tuple[torch.Tensor, tor
     return fields.reshape(3 * modes * modes, 3 * height * width).T.contiguous(), order.to(torch.float64), axis
 
 
+FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # identity, left-right, upside down, both
+
+
 class LowRankMixture:
-    """A mixture of low-rank Gaussians (see the module docstring) with its exact denoiser at every noise level."""
+    """A mixture of low-rank Gaussians (see the module docstring) with its exact denoiser at every noise level.
+
+    With mirrors, component k also appears flipped, F_g mu_k with covariance F_g Sigma_k F_g^T, for each flip g it
+    allows (the flips share pi_k equally). Flips are orthogonal, so N(x; a F mu, F C F^T) = N(F x; a mu, C): the
+    plain mixture is evaluated on the flipped views of x (more rows in the same matmuls) and the answers flipped back.
+    """
 
     def __init__(self, means: torch.Tensor, basis: torch.Tensor, basis_var: torch.Tensor, detail_std: torch.Tensor,
-                 noise_std: float) -> None:
+                 noise_std: float, image_shape: tuple[int, int, int] | None = None,
+                 mirrors: torch.Tensor | None = None) -> None:
         k, d = means.shape
         if basis.shape[0] != d or basis_var.shape != (k, basis.shape[1]) or detail_std.shape != (k,):
             raise ValueError(
@@ -78,47 +87,84 @@ class LowRankMixture:
         detail = means - self.means_b @ self.basis_t  # (K, D) mu_k outside span(S)
         self.detail_norm = detail.norm(dim=1).clamp_min(1e-6)  # (K,) nu_k
         self.detail_var = (detail_std * self.detail_norm) ** 2  # (K,) c_k
+        self.image_shape = image_shape
+        if mirrors is None:
+            self.views: tuple[tuple[int, ...], ...] = ((),)
+            self.view_log_prior = torch.zeros(1, k, dtype=means.dtype, device=means.device)  # (G, K)
+        else:
+            if image_shape is None or math.prod(image_shape) != d:
+                raise ValueError(f"mirrors need image_shape (C, h, w) with C*h*w = {d}, got {image_shape}")
+            if mirrors.shape != (k, len(FLIPS)) or not bool(mirrors[:, 0].all()):
+                raise ValueError(f"mirrors must be ({k}, {len(FLIPS)}) bool with column 0 (no flip) all True")
+            self.views = FLIPS
+            allowed = mirrors.to(means.device, means.dtype)
+            self.view_log_prior = torch.log(allowed / allowed.sum(1, keepdim=True)).T.contiguous()  # (G, K)
 
     @property
     def num_components(self) -> int:
-        """K."""
+        """K (each may also appear in up to 3 mirrored views)."""
         return self.means.shape[0]
+
+    def _view(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (G*B, D): x under every flip, view-major."""
+        if len(self.views) == 1:
+            return x
+        img = x.reshape(x.shape[0], *self.image_shape)
+        return torch.cat([img.flip(dims) if dims else img for dims in self.views]).reshape(-1, x.shape[1])
+
+    def _unview_sum(self, y: torch.Tensor, b: int) -> torch.Tensor:
+        """(G*B, D) -> (B, D): each view's rows flipped back, summed over views."""
+        if len(self.views) == 1:
+            return y
+        img = y.reshape(len(self.views), b, *self.image_shape)
+        out = img[0].clone()
+        for g, dims in enumerate(self.views[1:], start=1):
+            out += img[g].flip(dims)
+        return out.reshape(b, -1)
 
     def _parts(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
                log_prior: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        a, sg = alpha[:, None], sigma[:, None]  # (B, 1)
+        b, (n_views, k) = x.shape[0], self.view_log_prior.shape
+        xv = self._view(x)  # (N, D), N = G*B rows: every view of every sample
+        a, sg = alpha.repeat(n_views)[:, None], sigma.repeat(n_views)[:, None]  # (N, 1)
         a2 = a * a
-        v = a2 * self.noise_var + sg * sg  # (B, 1) variance off the component's fields
-        xb = x @ self.basis  # (B, R)
-        xm = x @ self.means.T  # (B, K)
-        pb = xb[:, None, :] - a[:, :, None] * self.means_b[None]  # (B, K, R) S^T (x - a mu_k)
-        pd = (xm - xb @ self.means_b.T) / self.detail_norm - a * self.detail_norm  # (B, K) n_k^T (x - a mu_k)
-        wb = v[:, :, None] + a2[:, :, None] * self.basis_var[None]  # (B, K, R) variance along each field
-        wd = v + a2 * self.detail_var[None]  # (B, K)
-        gb = a2[:, :, None] * self.basis_var[None] / (wb * v[:, :, None])  # (B, K, R) 1/v - 1/w
-        gd = a2 * self.detail_var[None] / (wd * v)  # (B, K)
+        v = a2 * self.noise_var + sg * sg  # (N, 1) variance off the component's fields
+        xb = xv @ self.basis  # (N, R)
+        xm = xv @ self.means.T  # (N, K)
+        pb = xb[:, None, :] - a[:, :, None] * self.means_b[None]  # (N, K, R) S^T (x - a mu_k)
+        pd = (xm - xb @ self.means_b.T) / self.detail_norm - a * self.detail_norm  # (N, K) n_k^T (x - a mu_k)
+        wb = v[:, :, None] + a2[:, :, None] * self.basis_var[None]  # (N, K, R) variance along each field
+        wd = v + a2 * self.detail_var[None]  # (N, K)
+        gb = a2[:, :, None] * self.basis_var[None] / (wb * v[:, :, None])  # (N, K, R) 1/v - 1/w
+        gd = a2 * self.detail_var[None] / (wd * v)  # (N, K)
         # -2 log N(x; a mu_k, a^2 Sigma_k + sigma^2 I) up to terms equal for every k (||x||^2 / v, log v)
-        quad = (a2 * self.mean_sq[None] - 2 * a * xm) / v - (pb * pb * gb).sum(-1) - pd * pd * gd  # (B, K)
-        logdet = torch.log(wb / v[:, :, None]).sum(-1) + torch.log(wd / v)  # (B, K)
-        log_post = torch.log_softmax(log_prior - 0.5 * (quad + logdet), dim=-1)  # (B, K)
-        return log_post, v, pb, pd, gb, gd
+        quad = (a2 * self.mean_sq[None] - 2 * a * xm) / v - (pb * pb * gb).sum(-1) - pd * pd * gd  # (N, K)
+        logdet = torch.log(wb / v[:, :, None]).sum(-1) + torch.log(wd / v)  # (N, K)
+        joint = (-0.5 * (quad + logdet)).reshape(n_views, b, k).transpose(0, 1)  # (B, G, K)
+        joint = joint + log_prior[:, None, :] + self.view_log_prior[None]
+        log_post = torch.log_softmax(joint.reshape(b, n_views * k), dim=-1)  # (B, G*K)
+        return log_post, a, sg, v, pb, pd, gb, gd
 
     def log_posterior(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
                       log_prior: torch.Tensor) -> torch.Tensor:
-        """(B, K) log p(k | x_t) for x (B, D) at (alpha, sigma) (B,) under log prior weights (B, K)."""
+        """(B, G*K) log p(view g, component k | x_t), index g*K + k, for x (B, D) at (alpha, sigma) (B,) under
+        log prior weights (B, K); G = 1 without mirrors."""
         return self._parts(x, alpha, sigma, log_prior)[0]
 
     def eps(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
         """(B, D) exact E[eps | x_t] for x (B, D) at (alpha, sigma) (B,) under log prior weights (B, K)."""
-        log_post, v, pb, pd, gb, gd = self._parts(x, alpha, sigma, log_prior)
-        gamma = log_post.exp()  # (B, K)
-        a, sg = alpha[:, None], sigma[:, None]
+        b = x.shape[0]
+        log_post, a, sg, v, pb, pd, gb, gd = self._parts(x, alpha, sigma, log_prior)
+        n_views, k = self.view_log_prior.shape
+        gamma = log_post.exp().reshape(b, n_views, k).transpose(0, 1).reshape(n_views * b, k)  # (N, K)
         # eps_k = sigma/v d_k - sigma S (gb * pb) - sigma gd pd n_k, with d_k = x - a mu_k and
         # n_k = (mu_k - S S^T mu_k) / nu_k, summed over k with weights gamma: two matmuls against the means.
-        h = -sg * gamma * gd * pd / self.detail_norm  # (B, K)
-        coef = h - (a * sg / v) * gamma  # (B, K)
-        field = -(sg[:, :, None] * gamma[:, :, None] * gb * pb).sum(1) - h @ self.means_b  # (B, R)
-        return (sg / v) * x + coef @ self.means + field @ self.basis_t  # (B, D)
+        # The sigma/v x terms of all views sum to sigma/v x (their weights sum to 1, flips undo each other).
+        h = -sg * gamma * gd * pd / self.detail_norm  # (N, K)
+        coef = h - (a * sg / v) * gamma  # (N, K)
+        field = -(sg[:, :, None] * gamma[:, :, None] * gb * pb).sum(1) - h @ self.means_b  # (N, R)
+        y = coef @ self.means + field @ self.basis_t  # (N, D)
+        return (sg[:b] / v[:b]) * x + self._unview_sum(y, b)  # (B, D)
 
     def x0(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
         """(B, D) exact posterior mean E[x0 | x_t]."""
@@ -129,21 +175,34 @@ class LowRankMixture:
         return (self.means[k] - self.basis @ self.means_b[k]) / self.detail_norm[k]
 
     def covariance(self, k: int) -> torch.Tensor:
-        """(D, D) dense Sigma_k (for checks on small cases)."""
+        """(D, D) dense Sigma_k of the unflipped component (for checks on small cases)."""
         n = self.detail_direction(k)
         eye = torch.eye(self.means.shape[1], dtype=self.means.dtype, device=self.means.device)
         return self.noise_var * eye + (self.basis * self.basis_var[k]) @ self.basis_t + self.detail_var[k] * torch.outer(n, n)
 
+    def flip(self, x: torch.Tensor, view: int) -> torch.Tensor:
+        """(B, D) vectors under flip number `view` (an index into self.views)."""
+        dims = self.views[view]
+        if not dims:
+            return x
+        return x.reshape(x.shape[0], *self.image_shape).flip(dims).reshape(x.shape)
+
     def sample(self, n: int, generator: torch.Generator, log_prior: torch.Tensor | None = None) -> torch.Tensor:
-        """(n, D) exact draws of x0 (prior weights softmax(log_prior), uniform by default)."""
-        k, d = self.means.shape
+        """(n, D) exact draws of x0 (prior weights softmax(log_prior) (K,), uniform by default)."""
+        n_views, k = self.view_log_prior.shape
+        d = self.means.shape[1]
         opts = {"dtype": self.means.dtype, "device": self.means.device}
         logits = torch.zeros(k, **opts) if log_prior is None else log_prior
-        idx = torch.multinomial(torch.softmax(logits, 0), n, replacement=True, generator=generator)
+        joint = torch.softmax((logits[None] + self.view_log_prior).reshape(-1), 0)  # (G*K,)
+        pick = torch.multinomial(joint, n, replacement=True, generator=generator)
+        views, idx = pick // k, pick % k
         dirs = (self.means - self.means_b @ self.basis_t) / self.detail_norm[:, None]  # (K, D)
         out = self.means[idx] + math.sqrt(self.noise_var) * torch.randn(n, d, generator=generator, **opts)
         out += (torch.randn(n, self.basis.shape[1], generator=generator, **opts) * self.basis_var[idx].sqrt()) @ self.basis_t
         out += (torch.randn(n, generator=generator, **opts) * self.detail_var[idx].sqrt())[:, None] * dirs[idx]
+        for g in range(1, n_views):
+            rows = views == g
+            out[rows] = self.flip(out[rows], g)
         return out
 
 
@@ -167,6 +226,7 @@ class Components:
 
     images: torch.Tensor  # (K, 3, h, w) in [0, 1] at latent resolution: the component means after tone mapping
     variation: torch.Tensor  # (K, 3) multipliers of the smooth variation std on the (luma, red-green, yellow-blue) axes
+    mirrors: torch.Tensor | None = None  # (K, 4) bool: which flips (none, left-right, upside down, both) each allows
 
 
 def logit_centre(images: torch.Tensor, config: MixtureConfig = MixtureConfig()) -> torch.Tensor:
@@ -278,7 +338,7 @@ class MixtureDenoiser:
         detail = torch.full((self.num_components,), c.detail_std, dtype=torch.float64)
         opts = {"device": self.device, "dtype": self.dtype}
         return LowRankMixture(means.to(**opts), basis.to(**opts), basis_var.to(**opts), detail.to(**opts),
-                              c.noise_std * unit)
+                              c.noise_std * unit, (LATENT_CHANNELS, height, width), comps.mirrors)
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Exact epsilon prediction (B, 3, h, w) for latents x (B, 3, h, w) at timesteps t (B,) with cond (B, L, T)."""

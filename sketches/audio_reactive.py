@@ -1,0 +1,15 @@
+"""audio_reactive: the bass drives the noise walk, onsets jump the seed, the beat steps through the prompts.
+
+    livekit run sketches/audio_reactive.py --audio-in "USB Audio"     (a device name fragment or index)
+    livekit run sketches/audio_reactive.py --audio-in track.wav       (rehearse with a file)
+"""
+
+from livekit import Sketch, audio, tempo
+
+
+class AudioReactive(Sketch):
+    prompts = ["crimson lava blobs", "cyan electric grid", "violet starfield", "golden plasma"]
+    seeds = [1, 2, 3, 4, 5]
+    noise_walk = audio.bass.range(0.0, 2.5).smooth(0.02, 0.3)  # the bass pushes the motion, fast attack
+    seed_step = audio.onset                                      # every onset jumps to the next seed
+    morph = tempo.bar_phase.quantize("beat")                     # one prompt per beat (4 beats, 4 prompts)

@@ -1,0 +1,68 @@
+"""Run a Show in a background thread and watch its frames."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livekit.inputs import InputOptions
+from livekit.runtime import RunOptions, Show
+
+
+def free_udp_port() -> int:
+    """A UDP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ShowThread:
+    """A headless Show running in a thread; frames (mean RGB per frame) are recorded as they arrive."""
+
+    def __init__(self, sketch: Path, out: Path, inputs: InputOptions = InputOptions(osc_port=0), **kw: Any) -> None:
+        self.means: list[np.ndarray] = []
+        self.got = threading.Condition()
+        self.lines: list[str] = []
+        self.show = Show(RunOptions(sketch=sketch, headless=True, out=out, inputs=inputs, **kw),
+                         status=self.lines.append, frame_hook=self._hook)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="test-show", daemon=True)
+
+    def _hook(self, frame: np.ndarray, info: Any) -> None:
+        with self.got:
+            self.means.append(frame.reshape(-1, 3).mean(axis=0))
+            self.got.notify_all()
+
+    def _run(self) -> None:
+        try:
+            self.show.run()
+        except BaseException as exc:  # handed to the test thread
+            self.error = exc
+
+    def start(self) -> "ShowThread":
+        self.thread.start()
+        return self
+
+    def wait_frames(self, count: int, timeout_s: float = 30.0) -> int:
+        """Wait until at least `count` frames arrived; returns how many."""
+        deadline = time.monotonic() + timeout_s
+        with self.got:
+            while len(self.means) < count and time.monotonic() < deadline:
+                if self.error is not None:
+                    raise self.error
+                self.got.wait(0.05)
+            return len(self.means)
+
+    def stop(self, timeout_s: float = 5.0) -> float:
+        """Stop the show like Esc does; returns the seconds it took."""
+        t0 = time.monotonic()
+        self.show.stop_event.set()
+        self.thread.join(timeout_s)
+        if self.error is not None:
+            raise self.error
+        return time.monotonic() - t0

@@ -1,0 +1,152 @@
+"""`livekit run` end to end: example sketches headless, OSC and MIDI moving the picture, hot reload, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from livekit.cli import main
+from livekit.inputs import InputOptions
+from tests.integration.helpers import ShowThread, free_udp_port
+
+ROOT = Path(__file__).resolve().parents[2]
+SKETCHES = ["hello", "audio_reactive", "midi_knobs", "touchdesigner_osc", "sd_turbo"]
+
+
+@pytest.mark.parametrize("name", SKETCHES)
+def test_example_sketch_runs_headless_and_writes_60_frames(name: str, tmp_path: Path) -> None:
+    out = tmp_path / "frames"
+    args = ["run", str(ROOT / "sketches" / f"{name}.py"), "--headless", "--frames", "60", "--out", str(out),
+            "--osc-port", "0", "--size", "64x64", "--no-reload"]
+    if name == "sd_turbo":  # the real model needs a GPU and a download: run its mappings on the tiny random SD
+        args += ["--model", "random-sd:tiny"]
+    assert main(args) == 0
+    frames = sorted(out.glob("*.png"))
+    assert len(frames) == 60
+
+
+def _sketch(path: Path, prompts: list[str], extra: str = "") -> Path:
+    path.write_text(
+        "from livekit import Sketch, Param, midi\n\n"
+        "class Probe(Sketch):\n"
+        f"    prompts = {prompts!r}\n"
+        "    size = (64, 64)\n"
+        "    sampler = 'lcm'\n"
+        "    steps = 2\n"
+        "    fps = 30\n"
+        f"{extra}",
+        encoding="utf-8",
+    )
+    return path
+
+
+def _colour(mean: np.ndarray) -> str:
+    return "red" if mean[0] > mean[2] + 20 else "blue" if mean[2] > mean[0] + 20 else "neither"
+
+
+def test_osc_prompt_switch_changes_the_colour_within_the_documented_latency(tmp_path: Path) -> None:
+    from pythonosc.udp_client import SimpleUDPClient
+
+    port = free_udp_port()
+    run = ShowThread(_sketch(tmp_path / "probe.py", ["red"]), tmp_path / "out",
+                     inputs=InputOptions(osc_port=port)).start()
+    try:
+        run.wait_frames(10)
+        assert _colour(run.means[-1]) == "red"
+        sent_at = len(run.means)
+        SimpleUDPClient("127.0.0.1", port).send_message("/livekit/prompt", "blue")
+        latency = run.show.engine.latency_frames + 3  # documented: steps + 3 frames (tick, post, pacing)
+        run.wait_frames(sent_at + latency + 1)
+        assert _colour(run.means[sent_at + latency]) == "blue", [m.round() for m in run.means[sent_at:]]
+    finally:
+        run.stop()
+
+
+def test_midi_cc_through_a_real_jack_port_moves_a_parameter(jack, tmp_path: Path) -> None:
+    import mido
+
+    sketch = _sketch(tmp_path / "probe.py", ["red"], "    glow = Param(0.0, range=(0.0, 1.0), source=midi.cc(7))\n")
+    backend_name = "mido.backends.rtmidi/UNIX_JACK"
+    run = ShowThread(sketch, tmp_path / "out", inputs=InputOptions(osc_port=0, midi_in="virtual",
+                                                                   midi_backend=backend_name)).start()
+    try:
+        run.wait_frames(3)
+        with mido.Backend(backend_name).open_output("kontrol", virtual=True) as port:
+            jack.connect("RtMidiOut Client:kontrol", "RtMidiIn Client:livekit")
+            port.send(mido.Message("control_change", channel=0, control=7, value=127))
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and run.show._last_values["glow"] < 0.99:
+                time.sleep(0.02)
+        assert run.show._last_values["glow"] == pytest.approx(1.0, abs=0.01)
+    finally:
+        run.stop()
+
+
+def test_hot_reload_applies_within_a_second_without_reloading_the_model(tmp_path: Path) -> None:
+    sketch = _sketch(tmp_path / "probe.py", ["red"])
+    run = ShowThread(sketch, tmp_path / "out").start()
+    try:
+        run.wait_frames(5)
+        model = run.show.engine.model
+        assert _colour(run.means[-1]) == "red"
+        time.sleep(0.05)
+        _sketch(sketch, ["blue"])
+        os.utime(sketch, (time.time() + 1, time.time() + 1))  # a distinct mtime even on coarse filesystems
+        t0, before = time.monotonic(), len(run.means)
+        while time.monotonic() - t0 < 3.0 and _colour(run.means[-1]) != "blue":
+            time.sleep(0.02)
+        assert _colour(run.means[-1]) == "blue"
+        assert time.monotonic() - t0 < 1.0 + 0.5  # within 1 s, plus the stream's latency at 30 fps
+        assert run.show._worker.engine.model is model  # same model object: not reloaded
+        sketch.write_text("from livekit import Sketch\nclass Broken(Sketch:\n", encoding="utf-8")
+        os.utime(sketch, (time.time() + 2, time.time() + 2))
+        time.sleep(0.6)
+        assert "syntax error" in (run.show.last_error or "")
+        count = len(run.means)
+        run.wait_frames(count + 5)
+        assert _colour(run.means[-1]) == "blue" and len(run.means) > before  # the old sketch keeps running
+    finally:
+        run.stop()
+
+
+def test_shutdown_joins_every_thread_and_releases_the_osc_port(tmp_path: Path) -> None:
+    import socket
+
+    before = {t.ident for t in threading.enumerate()}
+    port = free_udp_port()
+    run = ShowThread(_sketch(tmp_path / "probe.py", ["red"]), tmp_path / "out",
+                     inputs=InputOptions(osc_port=port)).start()
+    run.wait_frames(5)
+    assert run.stop() < 2.0
+    time.sleep(0.1)
+    left = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
+    assert not left, left
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", port))  # the port is free again
+
+
+def test_sigterm_stops_livekit_run_within_two_seconds(tmp_path: Path) -> None:
+    sketch = _sketch(tmp_path / "probe.py", ["red"])
+    proc = subprocess.Popen([sys.executable, "-m", "livekit.cli", "run", str(sketch), "--headless", "--out",
+                             str(tmp_path / "out"), "--osc-port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list((tmp_path / "out").glob("*.png")):
+            time.sleep(0.1)
+        assert list((tmp_path / "out").glob("*.png")), proc.stdout.read() if proc.poll() is not None else "no frames"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        assert time.monotonic() - t0 < 2.0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
