@@ -114,9 +114,14 @@ class InputStreamLike(Protocol):
     latency: float
     active: bool
 
-    def start(self) -> None: ...
-    def abort(self) -> None: ...
-    def close(self) -> None: ...
+    def start(self) -> None:
+        """Start calling the callback."""
+
+    def abort(self) -> None:
+        """Stop at once, dropping pending audio."""
+
+    def close(self) -> None:
+        """Release the device."""
 
 
 OpenStream = Callable[[AudioConfig, Callable[..., None]], InputStreamLike]
@@ -164,6 +169,8 @@ class AudioInput:
         self.analyzer: AudioAnalyzer | None = None
         self.error: str | None = None  # the latest problem, for a HUD; None while audio flows
         self.reopens = 0  # how many times a lost device was reopened
+        self.overflows = 0  # callbacks PortAudio flagged (input overflow: audio lost before it reached us)
+        self.analysis_errors = 0  # hops whose analysis raised (the first is logged)
         self._reported: set[str] = set()
         self._stream: InputStreamLike | None = None
         self._ring: RingBuffer | None = None
@@ -218,6 +225,8 @@ class AudioInput:
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         self._ring.write(indata, time.monotonic())  # type: ignore[union-attr]  # real-time: copy and return
+        if status:
+            self.overflows += 1
 
     def _report(self, message: str) -> None:
         self.error = message
@@ -248,6 +257,7 @@ class AudioInput:
         self._stream = stream
         self._last_data_s = time.monotonic()
         self.error = None
+        self._reported.clear()  # a later problem is news again
         return True
 
     def _close_stream(self) -> None:
@@ -272,7 +282,7 @@ class AudioInput:
                 if now >= next_attempt:
                     next_attempt = now + self.config.reopen_s
                     self._reopen()
-                self._stop.wait(0.05)
+                time.sleep(0.05)
                 continue
             got = False
             while ring.read_into(block):
@@ -281,7 +291,12 @@ class AudioInput:
                 if stamp is not None:
                     clock.observe(*stamp)
                 np.mean(block, axis=1, out=mono)
-                self._deliver(analyzer.process(mono, clock.time_of(ring.read)))
+                try:
+                    self._deliver(analyzer.process(mono, clock.time_of(ring.read)))
+                except Exception:  # a bug must not end the show: count it, report the first
+                    self.analysis_errors += 1
+                    if self.analysis_errors == 1:
+                        log.exception("audio analysis failed (reported once; later failures are only counted)")
             if got:
                 self._last_data_s = now
             elif not stream.active or now - self._last_data_s > self.config.stall_s:
@@ -289,7 +304,8 @@ class AudioInput:
                 self._report(f"audio input lost ({reason}); reopening")
                 self._close_stream()
                 next_attempt = now
-            self._stop.wait(hop / analyzer.sample_rate / 2)
+            # sleep until the next hop should be complete (time.sleep costs far less CPU than Event.wait)
+            time.sleep((max(hop - ring.available(), hop // 8) + 16) / analyzer.sample_rate)
 
     def _reopen(self) -> None:
         if self.config.rescan_on_reopen:

@@ -87,10 +87,9 @@ def fit_beats(strength: np.ndarray, period: float, beats: int, floor: float) -> 
         if hi <= lo:
             continue
         i = lo + int(np.argmax(strength[lo:hi]))
-        peak = strength[i]
-        if peak < floor or i in (0, n - 1):
+        peak, left, right = strength[i], strength[i - 1], strength[i + 1]
+        if peak < floor or left > peak or right > peak:  # no onset, or a peak cut off by the search window
             continue
-        left, right = strength[i - 1], strength[i + 1]
         curve = left - 2.0 * peak + right
         shift = 0.5 * (left - right) / curve if curve < 0 else 0.0
         ks.append(k)
@@ -149,8 +148,8 @@ class BeatTracker:
         scores = comb_scores(strength, self._candidate_periods, cfg.harmonics)
         best = int(np.argmax(scores))
         period = float(self._candidate_periods[best])
-        if self._period is not None and abs(period / self._period - 1.0) > 0.04:
-            near = np.abs(self._candidate_periods / self._period - 1.0) <= 0.04
+        near = None if self._period is None else np.abs(self._candidate_periods / self._period - 1.0) <= 0.04
+        if self._period is not None and abs(period / self._period - 1.0) > 0.04 and near is not None and near.any():
             current = int(np.argmax(np.where(near, scores, -np.inf)))
             challenger_wins = scores[current] < 0.8 * scores[best]
             if self._challenger_since_s is None:

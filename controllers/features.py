@@ -183,7 +183,14 @@ class AnalyzerConfig:
 
 
 class AudioAnalyzer:
-    """Turns mono hops into audio/<feature> events; no I/O, so it runs on live input, a file or an array alike."""
+    """Turns mono hops into audio/<feature> events; no I/O, so it runs on live input, a file or an array alike.
+
+    Every hop (time_s = capture time of its last sample), smoothed by the envelope config: rms, rms_db, peak,
+    level (auto-gained rms, 0..1), centroid (0..1, log frequency 20 Hz..Nyquist), centroid_hz, flux (onset strength
+    0..1), and per band <band> (RMS amplitude), <band>_norm (vs its long-term average, ~1.0), <band>_auto (0..1).
+    Once a tempo is found, also every hop: beat_phase (0..1), bpm, next_beat_s (predicted time), beat_confidence.
+    Events: onset (relative strength 0..1, time_s = the onset's time) and beat (1.0, time_s = the beat's time).
+    """
 
     def __init__(self, config: AnalyzerConfig, sample_rate: int) -> None:
         hop, fft = config.hop, config.features.fft_size
@@ -219,15 +226,14 @@ class AudioAnalyzer:
         events = [ControlEvent(key, value, time_s) for key, value in zip(self._keys, smoothed)]
         if onset_s is not None:
             events.append(ControlEvent("audio/onset", self._onsets.last_strength, onset_s))
-        beat = self.tracker.beat_at(time_s)
-        if beat is not None:
+        tracker = self.tracker
+        beat, bpm, next_beat_s = tracker.beat_at(time_s), tracker.bpm, tracker.next_beat_time(time_s)
+        if beat is not None and bpm is not None and next_beat_s is not None:
             number = math.floor(beat)
-            if self._last_beat is not None and number > self._last_beat:
-                events.append(ControlEvent("audio/beat", 1.0, self.tracker.time_of_beat(number) or time_s))
+            if self._last_beat is not None and number > self._last_beat and tracker.running:
+                events.append(ControlEvent("audio/beat", 1.0, next_beat_s - 60.0 / bpm))  # when beat `number` fell
             self._last_beat = number if self._last_beat is None else max(number, self._last_beat)
-            latest.update(beat_phase=beat - number, bpm=self.tracker.bpm or 0.0,
-                          next_beat_s=self.tracker.next_beat_time(time_s) or 0.0,
-                          beat_confidence=self.tracker.confidence)
+            latest.update(beat_phase=beat - number, bpm=bpm, next_beat_s=next_beat_s, beat_confidence=tracker.confidence)
             events += [ControlEvent(f"audio/{k}", latest[k], time_s) for k in _BEAT_KEYS]
         self._latest = latest
         return events

@@ -1,10 +1,12 @@
 """MIDI clock (24 pulses per quarter note): smoothed BPM, beat and bar phase, start/stop/continue, song position.
 
 Pure logic over arrival timestamps (time.monotonic(), taken by the port callback), so it is tested with plain numbers.
-The BPM is the least-squares slope of the last `window_ticks` tick times against their tick count, which averages
-out the jitter of the transport (a JACK period, a USB frame) instead of trusting any single tick interval. A tick
-lost on the way (an overloaded JACK graph drops MIDI events) would make the tempo read 2% slow for a whole window,
-so a gap of two intervals between regular ones counts the missing tick; ticks that arrive late in a burst do not.
+The port callback only appends a timestamp; `tempo()` does the work on the reader's thread. The BPM is a straight
+line through the last `window_ticks` arrival times against their tick count, which averages out the transport's
+jitter (a JACK period, a USB frame) instead of trusting any single interval. Two things would tilt that line and
+are taken care of: a tick lost on the way (an overloaded JACK graph drops MIDI events) is counted back in when the
+gaps around it add up to one interval more than the ticks seen, and ticks that arrive late (a stalled sender, a
+late cycle delivering a burst) are left out of the final fit.
 """
 
 from __future__ import annotations
@@ -22,18 +24,19 @@ from controllers.base import TempoState
 PPQN = 24  # MIDI clock pulses per quarter note (one beat)
 TICKS_PER_SIXTEENTH = 6  # song position pointer unit ("MIDI beat") in clock ticks
 CLOCK_MESSAGE_TYPES = frozenset({"clock", "start", "stop", "continue", "songpos"})
-_REGULAR = 0.35  # a gap within 35% of a whole number of tick intervals counts as regular
-_MEDIAN_GAPS = 15  # the typical interval is the median of this many recent gaps
-_MIN_GAPS = 12  # lost ticks are only counted once the fit has this many gaps...
-_MIN_SINGLE_SHARE = 0.7  # ...and this share of them is one interval (else jitter and loss look alike)
-_LATE = 0.3  # in the tempo fit, ticks later than this many intervals behind the line are left out
+_WHOLE = 0.35  # a gap (or a run of gaps) within 35% of a whole number of intervals counts as that many
+_LONG = 1.5  # a gap this many intervals long may hide lost ticks
+_MIN_GAPS = 8  # lost ticks are only counted when the window has this many gaps...
+_MIN_SINGLE_SHARE = 0.7  # ...and this share of them is one interval (else jitter and loss look alike)...
+_MAX_LONG_SHARE = 0.15  # ...and at most this share is long (losses are rare; a transport's rhythm is not)
+_LATE = 0.3  # ticks further than this many intervals behind the fitted line are left out of the final fit
 
 
 @dataclass(frozen=True)
 class MidiClockConfig:
     """How the clock is measured."""
 
-    window_ticks: int = 48  # ticks in the BPM fit (2 beats): longer is smoother, shorter follows tempo changes faster
+    window_ticks: int = 96  # ticks in the BPM fit (4 beats): longer is smoother, shorter follows tempo changes faster
     timeout_s: float = 0.5  # no tick for this long: the clock is lost (TempoState.running = False)
     max_gap_factor: float = 8.0  # a gap this many tick intervals long restarts the fit (the sender paused)
     beats_per_bar: int = 4  # for bar phase
@@ -55,12 +58,7 @@ class MidiClock:
     def __init__(self, config: MidiClockConfig | None = None) -> None:
         self.config = config or MidiClockConfig()
         self._lock = threading.Lock()
-        self._ticks: deque[tuple[int, float]] = deque(maxlen=self.config.window_ticks)  # (tick index, arrival time)
-        self._single: deque[bool] = deque(maxlen=self.config.window_ticks)  # per gap: exactly one interval?
-        self._single_count = 0  # how many True in _single
-        self._previous_regular = False  # the previous gap was a whole number of intervals
-        self._gaps: deque[float] = deque(maxlen=_MEDIAN_GAPS)  # recent gaps, for the typical interval
-        self._pending_lost = 0  # ticks that look lost, confirmed when the next gap is regular
+        self._times: deque[float] = deque(maxlen=self.config.window_ticks)  # arrival times, one unbroken run
         self._last_tick_s: float | None = None
         self._position = 0  # tick index of the beat position shown (the last tick played, or where we were set)
         self._next = 0  # tick index the next clock pulse plays
@@ -86,62 +84,19 @@ class MidiClock:
     def tick(self, time_s: float) -> None:
         """One clock pulse arrived at time_s."""
         with self._lock:
-            ticks = self._ticks
-            lost = 0
-            if ticks:
-                gap = time_s - ticks[-1][1]
-                span = ticks[-1][0] - ticks[0][0]
-                interval = (ticks[-1][1] - ticks[0][1]) / span if span else 0.0  # window average: burst-proof
-                if gap < 0 or gap > self.config.timeout_s or (interval > 0 and gap > self.config.max_gap_factor * interval):
-                    self._restart_fit()  # the sender paused
-                else:
-                    lost = self._count_lost(gap)
-                    if lost:  # the previous tick really came `lost` ticks later in the count
-                        index, t = ticks[-1]
-                        ticks[-1] = (index + lost, t)
-            ticks.append((ticks[-1][0] + 1 if ticks else 0, time_s))
+            times = self._times
+            if times:
+                gap = time_s - times[-1]
+                average = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0  # burst-proof
+                if gap < 0 or gap > self.config.timeout_s or (average > 0 and gap > self.config.max_gap_factor * average):
+                    times.clear()  # the sender paused: a new run
+            times.append(time_s)
             self._bpm_dirty = True
             self._last_tick_s = time_s
             if not self._stopped:
-                self._position = self._next + lost
-                self._next = self._position + 1
+                self._position = self._next
+                self._next += 1
                 self._fresh = False
-
-    def _restart_fit(self) -> None:
-        self._ticks.clear()
-        self._single.clear()
-        self._gaps.clear()
-        self._single_count = 0
-        self._previous_regular = False
-        self._pending_lost = 0
-
-    def _count_lost(self, gap: float) -> int:
-        """Ticks lost before the previous one; O(1), called on every tick.
-
-        When nearly every gap is a whole number of intervals (the transport's jitter is well under an interval), a
-        gap of two (three) intervals means one (two) ticks went missing. A long gap followed by a burst is a late
-        tick instead (the burst makes up the time), so the verdict waits for the next gap.
-        """
-        gaps = self._gaps
-        typical = sorted(gaps)[len(gaps) // 2] if gaps else 0.0  # median of recent gaps: deaf to losses and bursts
-        gaps.append(gap)
-        if typical <= 0:
-            return 0
-        ratio = gap / typical
-        k = round(ratio)
-        regular = k >= 1 and abs(ratio - k) <= _REGULAR
-        window = self._single  # per gap: exactly one interval?
-        if len(window) == window.maxlen:
-            self._single_count -= window[0]
-        window.append(regular and k == 1)
-        self._single_count += regular and k == 1
-        # losses are rare: when many gaps are doubles, it is the transport's rhythm (a JACK period near the tick
-        # interval), not loss, and nothing is counted
-        trusted = len(window) >= _MIN_GAPS and self._single_count >= _MIN_SINGLE_SHARE * len(window)
-        lost = self._pending_lost if regular and trusted else 0
-        self._pending_lost = k - 1 if trusted and regular and k >= 2 and self._previous_regular else 0
-        self._previous_regular = regular
-        return lost
 
     def start(self) -> None:
         """MIDI start: play from the top; the next pulse is beat 0."""
@@ -171,11 +126,10 @@ class MidiClock:
     def _fit_bpm(self) -> float | None:
         if self._bpm_dirty:
             self._bpm_dirty = False
-            pairs = np.asarray(self._ticks, dtype=np.float64)  # (n, 2): tick index, arrival time
-            if self._pending_lost:
-                pairs = pairs[:-1]  # the newest tick's count is undecided until the next gap
-            if len(pairs) >= 2:
-                seconds_per_tick = _late_robust_slope(pairs[:, 0], pairs[:, 1])
+            t = np.asarray(self._times, dtype=np.float64)  # (n,) arrival times
+            index = tick_counts(t)  # (m,) m <= n: the newest ticks wait while their count is undecided
+            if len(index) >= (2 if self._bpm is None else _MIN_GAPS + 1):  # a new run must settle before it rules
+                seconds_per_tick = _late_robust_slope(index, t[: len(index)])
                 if seconds_per_tick > 0:
                     self._bpm = 60.0 / (PPQN * seconds_per_tick)
         return self._bpm
@@ -196,6 +150,41 @@ class MidiClock:
                           beats_per_bar=self.config.beats_per_bar)
 
 
+def tick_counts(t: np.ndarray) -> np.ndarray:
+    """Tick count of each arrival time, with lost ticks counted in; shorter than t while the end is undecided.
+
+    A long gap is lost ticks, or a late tick followed by a burst of the ticks it held up. Counting the intervals
+    from before the long gap to the first regular gap after it, against the ticks that arrived in that time,
+    tells them apart whatever the late ticks did.
+    This is only decided while nearly every gap is one interval and long gaps are rare (else transport jitter or a
+    JACK period close to the tick interval would look like loss).
+    """
+    steps = np.ones(max(len(t) - 1, 0))  # (n-1,) ticks per gap
+    if len(steps) < _MIN_GAPS:
+        return np.arange(len(t), dtype=np.float64)
+    typical = float(np.median(np.diff(t)))
+    ratio = np.diff(t) / typical if typical > 0 else steps
+    if typical <= 0 or np.mean(np.abs(ratio - 1.0) <= _WHOLE) < _MIN_SINGLE_SHARE or np.mean(ratio >= _LONG) > _MAX_LONG_SHARE:
+        return np.arange(len(t), dtype=np.float64)
+    single = np.abs(ratio - 1.0) <= _WHOLE
+    i, end = 0, len(t)
+    while i < len(ratio):
+        if ratio[i] < _LONG:
+            i += 1
+            continue
+        j = i + 1
+        while j < len(ratio) and not single[j]:  # held-up ticks catching up, or more long gaps
+            j += 1
+        if j == len(ratio):  # the cadence is not back yet: leave these ticks out for now
+            end = i + 1
+            break
+        span = float(ratio[i : j + 1].sum())  # intervals from before the long gap to the first regular tick after
+        if abs(span - round(span)) <= _WHOLE:
+            steps[i] += max(0, round(span) - (j - i + 1))
+        i = j
+    return np.concatenate(([0.0], np.cumsum(steps)))[:end]
+
+
 def _slope(index: np.ndarray, t: np.ndarray) -> float:
     i = index - index.mean()
     denominator = float(np.dot(i, i))
@@ -205,9 +194,9 @@ def _slope(index: np.ndarray, t: np.ndarray) -> float:
 def _late_robust_slope(index: np.ndarray, t: np.ndarray) -> float:
     """Seconds per tick: a least-squares line, refitted without ticks that arrived late.
 
-    Transport delays only ever make a tick late, and a stalled sender or a late JACK cycle delivers several ticks
-    late at once, which tilts a plain fit; ticks further behind the line than 30% of an interval (or than the
-    transport's usual jitter, if that is larger) are left out.
+    Transport delays only ever make a tick late; a stalled sender or a late JACK cycle delivers several at once,
+    which tilts a plain fit. Ticks further behind the line than 30% of an interval (or than the transport's usual
+    jitter, if larger) are left out.
     """
     slope = _slope(index, t)
     for _ in range(2):

@@ -6,6 +6,7 @@ Each input is optional and none is fatal: a missing device or a busy port is rep
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ class Inputs:
         self.osc_last_s: float | None = None
         self.midi_last_s: float | None = None
         self.problems: list[str] = []
+        self._audio_opener: threading.Thread | None = None
         self._osc_params = osc_params
         self._midi_decoder = midi_decoder
 
@@ -124,12 +126,23 @@ class Inputs:
                 return
             device: str | int | None = int(wanted) if wanted is not None and wanted.isdigit() else wanted
             self.audio = AudioInput(AudioConfig(device=device), sink=self._on_event)
-            if self.audio.start():
-                self.status(f"livekit: audio in: {device if device is not None else 'default device'}")
-            else:
-                self._problem(f"audio off for now: {self.audio.error} (retrying in the background)")
         except Exception as exc:
             self.audio = None
+            self._problem(f"audio off: {type(exc).__name__}: {exc}")
+            return
+        # Opening a device can block inside PortAudio (a JACK server that went away, a busy driver): do it on a
+        # thread of its own so the show starts regardless, and audio joins when it is ready.
+        self._audio_opener = threading.Thread(target=self._open_audio, args=(self.audio, device),
+                                              name="livekit-audio-open", daemon=True)
+        self._audio_opener.start()
+
+    def _open_audio(self, audio: Any, device: Any) -> None:
+        try:
+            if audio.start():
+                self.status(f"livekit: audio in: {device if device is not None else 'default device'}")
+            else:
+                self._problem(f"audio off for now: {audio.error} (retrying in the background)")
+        except Exception as exc:
             self._problem(f"audio off: {type(exc).__name__}: {exc}")
 
     def tempo(self, now_s: float | None = None) -> TempoState | None:
@@ -148,7 +161,9 @@ class Inputs:
             self.osc.set_params(params)
 
     def close(self) -> None:
-        """Close every port and stream (idempotent)."""
+        """Close every port and stream (idempotent); an audio device still opening is left to its daemon thread."""
+        if self._audio_opener is not None:
+            self._audio_opener.join(0.5)
         for name in ("osc", "midi", "audio"):
             thing = getattr(self, name)
             if thing is None:

@@ -85,7 +85,7 @@ class Snapshot:
     now_s: float
     tempo: TempoState | None = None
     scene: int | None = None
-    overrides: Mapping[str, str | float] = field(default_factory=dict)  # see livekit.mappings.apply_overrides
+    overrides: Mapping[str, str | float] = field(default_factory=dict)  # see livekit.conditioning_builder.apply_overrides
 
     def __getitem__(self, name: str) -> float:
         return self.values[name]

@@ -41,7 +41,7 @@ def _loaded_sdl_path() -> str | None:
             with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
                 for line in maps:
                     name = line.rsplit("/", 1)[-1]
-                    if name.startswith("libSDL2-2") or name.startswith("libSDL2.so") or name.startswith("libSDL2-2.0"):
+                    if name.startswith(("libSDL2-2", "libSDL2.so")):  # not libSDL2_image, libSDL2_ttf, ...
                         return line.split(maxsplit=5)[-1].strip()
         except OSError as exc:
             log.debug("cannot read /proc/self/maps: %s", exc)

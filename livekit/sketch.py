@@ -1,4 +1,4 @@
-"""The Sketch base class, its validation into a SketchSpec, the per-tick SketchRunner, and `load_sketch`.
+"""The Sketch base class, its validation into a SketchSpec, and `load_sketch`.
 
 A sketch declares settings as class attributes; any mappable setting may hold a Source instead of a constant::
 
@@ -6,6 +6,8 @@ A sketch declares settings as class attributes; any mappable setting may hold a 
         prompts = ["neon magenta rings", "deep blue ocean waves"]
         morph = midi.cc(1)                       # a knob morphs across the prompts
         glow = Param(0.5, range=(0, 1))          # a declared parameter, readable in update()
+
+The names a sketch may use and the checks on their values live in livekit.settings; livekit.runner runs a sketch.
 """
 
 from __future__ import annotations
@@ -13,55 +15,38 @@ from __future__ import annotations
 import hashlib
 import inspect
 import itertools
-import logging
 import math
 import re
 import sys
 import traceback
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from controllers.base import TempoState
-from livekit.mappings import (
-    BUILTIN_TARGETS,
-    ConditioningBuilder,
-    ConditioningSettings,
-    MappingSpec,
-    SceneSpec,
-    Target,
-    apply_overrides,
-    build_conditioning,
-    weight_target,
+from livekit.conditioning_builder import ConditioningSettings
+from livekit.mappings import MappingSpec
+from livekit.params import Param
+from livekit.settings import (
+    HOOKS,
+    SETTINGS,
+    TARGETS,
+    WEIGHT_NAME,
+    SketchError,
+    build_scenes,
+    check_name,
+    expand_weights,
+    setting_value,
+    target_table,
+    target_value,
 )
-from livekit.params import Param, ParamBus
 from livekit.sources import KeyInput, RelativeInput, Source
 from livekit.suggest import closest, did_you_mean
-from pipeline.conditioning import BLEND_MODES, Conditioning
 
 if TYPE_CHECKING:
     from controllers.midi import MidiDecoderConfig
-
-log = logging.getLogger(__name__)
-
-SAMPLERS = ("turbo", "lcm", "ddim", "dpmpp_2m")  # the engine's samplers (pipeline.samplers)
-CFG_MODES = ("none", "full", "self", "onetime")  # the engine's guidance modes
-ENGINE_SETTINGS = ("model", "size", "steps", "sampler", "cfg", "fps")  # a change rebuilds the engine
-CONDITIONING_SETTINGS = ("prompts", "negative_prompt", "seeds", "prompt_blend")  # constants, scenes may change them
-SETTINGS = ENGINE_SETTINGS + CONDITIONING_SETTINGS + ("scenes",)
-TARGETS = tuple(BUILTIN_TARGETS) + ("weights",)  # may hold a Source; plus weight_<i> for each prompt
-HOOKS = ("setup", "update")
-_WEIGHT = re.compile(r"weight_(\d+)$")
-
-
-class SketchError(ValueError):
-    """A sketch that cannot load: a misspelled or invalid setting, a syntax error, no Sketch class."""
-
-    def __init__(self, message: str, attribute: str | None = None) -> None:
-        super().__init__(message)
-        self.attribute = attribute  # the offending class attribute, when there is one
+    from livekit.runner import TickValues
 
 
 class Sketch:
@@ -189,149 +174,6 @@ class SketchSpec:
 # --- validation ---------------------------------------------------------------------------------------------------
 
 
-def _number(owner: str, name: str, value: Any, lo: float = -math.inf, hi: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SketchError(f"{owner}: {name} must be a number, got {value!r}", name)
-    if not lo <= value <= hi:
-        raise SketchError(f"{owner}: {name} must be in range {lo:g}..{hi:g}, got {value!r}", name)
-    return float(value)
-
-
-def _choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> str | None:
-    if value is None or value in choices:
-        return value
-    hint = did_you_mean(value, choices) if isinstance(value, str) else ""
-    raise SketchError(f"{owner}: unknown {name} {value!r}{hint}; choose one of {choices} (or None for the default)",
-                      name)
-
-
-def _setting(owner: str, name: str, value: Any) -> Any:
-    """Validate and normalise one constant setting."""
-    if isinstance(value, Source):
-        hint = " (map 'morph' or 'weight_<i>' to move prompts)" if name == "prompts" else ""
-        raise SketchError(f"{owner}: setting {name!r} takes a constant, not a source like {value!r}{hint}", name)
-    if name == "model" and (not isinstance(value, str) or not value):
-        raise SketchError(f"{owner}: model must be 'builtin', a diffusers model id or a path, got {value!r}", name)
-    if name == "size":
-        ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 8 == 0 for v in value)
-        if not ok:
-            raise SketchError(f"{owner}: size must be (width, height) in pixels, multiples of 8, got {value!r}", name)
-        return tuple(value)
-    if name == "prompts":
-        items = [value] if isinstance(value, str) else value
-        out = []
-        for item in items if isinstance(items, (list, tuple)) else [None]:
-            if isinstance(item, str):
-                item = (item, 1.0)
-            if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
-                raise SketchError(f"{owner}: prompts must be a list of strings or (string, weight) pairs, "
-                                  f"got {value!r}", name)
-            out.append((item[0], _number(owner, "a prompt weight", item[1], 0.0)))
-        if not out:
-            raise SketchError(f"{owner}: prompts is empty; give at least one prompt ('' for none)", name)
-        return tuple(out)
-    if name == "seeds":
-        items = [value] if isinstance(value, int) else value
-        if not isinstance(items, (list, tuple)) or not items or not all(
-                isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in items):
-            raise SketchError(f"{owner}: seeds must be a non-empty list of integers >= 0, got {value!r}", name)
-        return tuple(items)
-    if name == "negative_prompt" and not isinstance(value, str):
-        raise SketchError(f"{owner}: negative_prompt must be a string, got {value!r}", name)
-    if name == "steps" and value is not None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
-            raise SketchError(f"{owner}: steps must be an integer 1..100 (or None), got {value!r}", name)
-    if name in ("sampler", "cfg", "prompt_blend"):
-        choices = {"sampler": SAMPLERS, "cfg": CFG_MODES, "prompt_blend": BLEND_MODES}[name]
-        if name == "prompt_blend" and value is None:
-            raise SketchError(f"{owner}: prompt_blend must be one of {BLEND_MODES}", name)
-        return _choice(owner, name, value, choices)
-    if name == "fps":
-        return _number(owner, "fps", value, 1e-3)
-    return value
-
-
-def _target_value(owner: str, name: str, value: Any, params: Mapping[str, Param]) -> Any:
-    """Validate a target's constant or source; returns it unchanged."""
-    if value is None or isinstance(value, Source):
-        if value is None and name in ("guidance", "delta", "strength", "noise_walk"):
-            raise SketchError(f"{owner}: {name} needs a number or a source, got None", name)
-        return value
-    if name in ("seed_step", "scene"):
-        raise SketchError(f"{owner}: {name} takes a source such as audio.beat or midi.note(36), got {value!r}", name)
-    if name in params:
-        rng = params[name].range or (-math.inf, math.inf)
-        return _number(owner, name, value, *rng)
-    lo, hi = {"morph": (0, 1), "seed_morph": (0, 1), "strength": (0, 1)}.get(name, (-math.inf, math.inf))
-    if _WEIGHT.match(name):
-        lo = 0.0
-    return _number(owner, name, value, lo, hi)
-
-
-def _expand_weights(owner: str, values: dict[str, Any], n_prompts: int) -> None:
-    weights = values.pop("weights", None)
-    if weights is None:
-        return
-    if not isinstance(weights, (list, tuple)) or len(weights) != n_prompts:
-        raise SketchError(f"{owner}: weights must be a list with one entry per prompt ({n_prompts}), got {weights!r}",
-                          "weights")
-    for i, w in enumerate(weights):
-        values[f"weight_{i}"] = w
-
-
-def _check_name(owner: str, name: str, n_prompts: int, params: Mapping[str, Param], value: Any) -> None:
-    match = _WEIGHT.match(name)
-    if match and int(match.group(1)) >= n_prompts:
-        raise SketchError(f"{owner}: {name} but there are {n_prompts} prompts (weight_0..weight_{n_prompts - 1})", name)
-    if match or name in SETTINGS or name in TARGETS or name in params:
-        return
-    known = [*SETTINGS, *TARGETS, *params, *(f"weight_{i}" for i in range(n_prompts))]
-    hint = did_you_mean(name, known)
-    if isinstance(value, Source):
-        raise SketchError(f"{owner}: {name!r} = {value!r} maps to no target{hint}. Targets are the settings "
-                          f"{', '.join(TARGETS)}, weight_<i>, and declared Params: name = Param(0.5, source=...)", name)
-    raise SketchError(f"{owner}: unknown setting {name!r}{hint}. Settings are {', '.join(SETTINGS)}; "
-                      "name helper constants _like_this or LIKE_THIS", name)
-
-
-def _target_table(values: Mapping[str, Any], params: Mapping[str, Param], n_prompts: int) -> dict[str, Target]:
-    table: dict[str, Target] = {}
-    templates = list(BUILTIN_TARGETS.values()) + [weight_target(i) for i in range(n_prompts)]
-    for t in templates:
-        v = values.get(t.name, t.default)
-        table[t.name] = replace(t, source=v) if isinstance(v, Source) else replace(t, default=v)
-    for name, p in params.items():
-        table[name] = Target(name, p.default, p.source, p.range, p.range, p.smoothing_s)
-    return table
-
-
-def _scene(owner: str, name: str, overrides: Any, base: dict[str, Any], params: Mapping[str, Param],
-           settings: ConditioningSettings) -> tuple[SceneSpec, ConditioningSettings]:
-    where = f"{owner} scene {name!r}"
-    if not isinstance(overrides, Mapping):
-        raise SketchError(f"{where} must be a dict of setting overrides, got {overrides!r}", "scenes")
-    overrides = dict(overrides)
-    conditioning = {k: getattr(settings, k) for k in CONDITIONING_SETTINGS}
-    for key in [k for k in overrides if k in CONDITIONING_SETTINGS]:
-        conditioning[key] = _setting(where, key, overrides.pop(key))
-    n = len(conditioning["prompts"])
-    _expand_weights(where, overrides, n)
-    values, sets = dict(base), {}
-    for key, value in overrides.items():
-        if key in ENGINE_SETTINGS or key == "scenes":
-            raise SketchError(f"{where} sets {key!r}, which scenes cannot change; scenes may set "
-                              f"{', '.join(CONDITIONING_SETTINGS)}, targets and Params", "scenes")
-        _check_name(where, key, n, params, value)
-        values[key] = _target_value(where, key, value, params)
-        if not isinstance(value, Source) and value is not None:
-            sets[key] = float(value)
-    scene_params = {k: replace(p, source=values[k] if isinstance(values.get(k), Source) else
-                               (None if k in sets else p.source)) for k, p in params.items()}
-    table = _target_table(values, scene_params, n)
-    return SceneSpec(name, table, sets), ConditioningSettings(**conditioning)
-
-
 def compile_sketch(cls: type[Sketch]) -> SketchSpec:
     """Validate a Sketch subclass into a SketchSpec; SketchError names the attribute and suggests a fix."""
     owner = cls.__name__
@@ -350,7 +192,7 @@ def compile_sketch(cls: type[Sketch]) -> SketchSpec:
                                       f"(or start a helper's name with '_')", name)
                 continue
             if isinstance(value, Param):
-                if name in SETTINGS or name in TARGETS or name in HOOKS or _WEIGHT.match(name):
+                if name in SETTINGS or name in TARGETS or name in HOOKS or WEIGHT_NAME.match(name):
                     raise SketchError(f"{owner}: Param {name!r} reuses a built-in name; choose another name", name)
                 params[name] = value
             attrs[name] = value
@@ -360,200 +202,28 @@ def compile_sketch(cls: type[Sketch]) -> SketchSpec:
         except TypeError:
             args = "(self)" if arity == 1 else "(self, p, t)"
             raise SketchError(f"{owner}: {hook} must take {args}", hook) from None
-    settings = {name: _setting(owner, name, getattr(cls, name)) for name in SETTINGS if name != "scenes"}
+    settings = {name: setting_value(owner, name, getattr(cls, name)) for name in SETTINGS if name != "scenes"}
     n = len(settings["prompts"])
     values: dict[str, Any] = {name: getattr(cls, name) for name in TARGETS}
     for name, value in attrs.items():
-        _check_name(owner, name, n, params, value)
+        check_name(owner, name, n, params, value)
         if name in params and not isinstance(value, Param):
             if isinstance(value, Source):
                 params[name] = replace(params[name], source=value)
             else:
-                params[name] = replace(params[name], default=_target_value(owner, name, value, params))
-        elif _WEIGHT.match(name):
+                params[name] = replace(params[name], default=target_value(owner, name, value, params))
+        elif WEIGHT_NAME.match(name):
             values[name] = value
-    _expand_weights(owner, values, n)
+    expand_weights(owner, values, n)
     for name in list(values):
-        values[name] = _target_value(owner, name, values[name], params)
+        values[name] = target_value(owner, name, values[name], params)
     conditioning = ConditioningSettings(settings["prompts"], settings["negative_prompt"], settings["seeds"],
                                         settings["prompt_blend"])
-    scenes, scene_settings = _scenes(owner, cls.scenes, values, params, conditioning)
+    scenes, scene_settings = build_scenes(owner, cls.scenes, values, params, conditioning)
     engine = EngineSettings(settings["model"], settings["size"], settings["steps"], settings["sampler"],
                             settings["cfg"], settings["fps"])
-    mapping = MappingSpec(_target_table(values, params, n), scenes)
+    mapping = MappingSpec(target_table(values, params, n), scenes)
     return SketchSpec(owner, engine, conditioning, mapping, types.MappingProxyType(params), scene_settings)
-
-
-def _scenes(owner: str, scenes: Any, values: dict[str, Any], params: Mapping[str, Param],
-            conditioning: ConditioningSettings) -> tuple[tuple[SceneSpec, ...], tuple[ConditioningSettings, ...]]:
-    if scenes is None:
-        return (), ()
-    if isinstance(scenes, Mapping):
-        items = [(str(k), v) for k, v in scenes.items()]
-    elif isinstance(scenes, (list, tuple)):
-        items = [(str(i), v) for i, v in enumerate(scenes)]
-    else:
-        raise SketchError(f"{owner}: scenes must be a list of dicts or a dict of name -> dict, got {scenes!r}",
-                          "scenes")
-    built = [_scene(owner, name, overrides, values, params, conditioning) for name, overrides in items]
-    return tuple(s for s, _ in built), tuple(c for _, c in built)
-
-
-# --- the tick -------------------------------------------------------------------------------------------------------
-
-
-class TickValues:
-    """This tick's values for update(): read and write by attribute or item (p.glow, p["guidance"] = 1.5)."""
-
-    __slots__ = ("_values", "_names")
-
-    def __init__(self, values: dict[str, float], names: frozenset[str]) -> None:
-        object.__setattr__(self, "_values", values)
-        object.__setattr__(self, "_names", names)
-
-    def _unknown(self, name: str) -> str:
-        return f"unknown parameter {name!r}{did_you_mean(name, self._names)}"
-
-    def __getitem__(self, name: str) -> float | None:
-        if name in self._values:
-            return self._values[name]
-        if name in self._names:
-            return None  # a target that is inactive this tick (e.g. morph when nothing maps it)
-        raise KeyError(self._unknown(name))
-
-    def __getattr__(self, name: str) -> float | None:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(self._unknown(name)) from None
-
-    def __setitem__(self, name: str, value: float) -> None:
-        if name not in self._names:
-            raise KeyError(self._unknown(name))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"p.{name} must be a finite number, got {value!r}")
-        self._values[name] = float(value)
-
-    def __setattr__(self, name: str, value: float) -> None:
-        try:
-            self[name] = value
-        except KeyError:
-            raise AttributeError(self._unknown(name)) from None
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._values
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def get(self, name: str, default: float | None = None) -> float | None:
-        """The value of name, or default when it is inactive."""
-        value = self[name]
-        return default if value is None else value
-
-
-@dataclass(frozen=True)
-class TickResult:
-    """One tick's output: the engine's conditioning, every target's value, and the scene."""
-
-    conditioning: Conditioning
-    values: Mapping[str, float]
-    scene: int | None
-    t_s: float  # seconds since the first tick
-    ok: bool = True  # False: this tick failed and repeats the previous result
-
-
-@dataclass(frozen=True)
-class SketchErrors:
-    """Errors the live loop absorbed (for the HUD)."""
-
-    count: int = 0
-    last: str | None = None  # "ZeroDivisionError: division by zero (show.py:14 in update)"
-
-
-class SketchRunner:
-    """Runs a sketch tick by tick: bus snapshot -> update(p, t) -> Conditioning; nothing in a tick is fatal.
-
-    Call `tick` and `reload` from one thread (the one that feeds the engine); controllers push into `bus` from theirs.
-    """
-
-    LOG_EVERY_S = 10.0  # a repeating error is logged again at most this often
-
-    def __init__(self, sketch_cls: type[Sketch], bus: ParamBus | None = None) -> None:
-        self.bus = bus if bus is not None else ParamBus()
-        self._builder = ConditioningBuilder()
-        self._errors = SketchErrors()
-        self._logged: tuple[str, float] | None = None
-        self._previous: TickResult | None = None
-        self._start_s: float | None = None
-        self._load(sketch_cls)
-
-    def _load(self, sketch_cls: type[Sketch]) -> None:
-        spec = sketch_cls.spec()
-        try:
-            sketch = sketch_cls()
-        except Exception as exc:
-            raise SketchError(f"{sketch_cls.__name__}() failed: {type(exc).__name__}: {exc}") from exc
-        self.bus.configure(spec.mapping)
-        self.sketch_cls, self.spec, self.sketch = sketch_cls, spec, sketch
-        self._names = frozenset(self.bus.names)
-        self._has_update = sketch_cls.update is not Sketch.update
-        try:
-            self.sketch.setup()
-        except Exception as exc:  # the show goes on; update() may still work
-            self._record(exc, "setup", None)
-
-    def reload(self, sketch_cls: type[Sketch]) -> bool:
-        """Switch to a new version of the sketch (bus, phase, seed, smoothing go on); True if the model must reload."""
-        old = self.spec.model_key
-        self._load(sketch_cls)
-        return self.spec.model_key != old
-
-    @property
-    def errors(self) -> SketchErrors:
-        """How many tick errors were absorbed, and the last one."""
-        return self._errors
-
-    def _record(self, exc: Exception, where: str, now_s: float | None) -> None:
-        frames = traceback.extract_tb(exc.__traceback__)
-        path = getattr(self.sketch_cls, "__livekit_path__", None)
-        mine = [f for f in frames if path is not None and f.filename == str(path)] or frames[-1:]
-        at = f" ({Path(mine[-1].filename).name}:{mine[-1].lineno} in {mine[-1].name})" if mine else ""
-        message = f"{type(exc).__name__} in {where}: {exc}{at}"
-        self._errors = SketchErrors(self._errors.count + 1, message)
-        last = self._logged
-        if last is None or last[0] != message or now_s is None or now_s - last[1] >= self.LOG_EVERY_S:
-            log.error("sketch error (%d so far): %s", self._errors.count, message, exc_info=last is None)
-            self._logged = (message, now_s if now_s is not None else -math.inf)
-
-    def tick(self, now_s: float, tempo: TempoState | None = None) -> TickResult:
-        """Evaluate one tick at now_s (time.monotonic()); on any error the previous result repeats with ok=False."""
-        if self._start_s is None:
-            self._start_s = now_s
-        t_s = now_s - self._start_s
-        stage = "mappings"
-        try:
-            snap = self.bus.snapshot(now_s, tempo)
-            values = dict(snap.values)
-            if self._has_update:
-                stage = "update"
-                self.sketch.update(TickValues(values, self._names), t_s)
-                if values.get("scene") is not None and values.get("scene") != snap.get("scene"):
-                    self.bus.set("scene", values["scene"])  # applies from the next tick
-            stage = "conditioning"
-            settings = apply_overrides(self.spec.settings_for(snap.scene), snap.overrides)
-            conditioning = self._builder.build(settings, values, now_s)
-        except Exception as exc:  # nothing is fatal in the live loop: count, log (rate-limited), keep the last
-            self._builder.skip(now_s)
-            self._record(exc, stage, now_s)
-            if self._previous is not None:
-                return replace(self._previous, t_s=t_s, ok=False)
-            fallback = build_conditioning(self.spec.conditioning, {})
-            return TickResult(fallback, types.MappingProxyType({}), None, t_s, ok=False)
-        self._previous = TickResult(conditioning, types.MappingProxyType(values), snap.scene, t_s)
-        return self._previous
 
 
 # --- loading --------------------------------------------------------------------------------------------------------
@@ -585,7 +255,9 @@ def load_sketch(path: str | Path) -> type[Sketch]:
     name = f"livekit_sketch_{next(_module_ids)}_{stem}"
     module = types.ModuleType(name)
     module.__file__ = str(path)
+    folder = str(path.parent)
     sys.modules[name] = module  # while executing, for dataclasses and the like
+    sys.path.insert(0, folder)  # while executing, so the sketch can import helper modules that sit next to it
     try:
         exec(code, module.__dict__)
     except Exception as exc:
@@ -594,6 +266,8 @@ def load_sketch(path: str | Path) -> type[Sketch]:
         raise SketchError(f"{path.name}{line}: {type(exc).__name__}: {exc}") from exc
     finally:
         sys.modules.pop(name, None)
+        if folder in sys.path:  # removes the first entry, ours: sys.path is left as it was
+            sys.path.remove(folder)
     cls = _find_sketch_class(module, path)
     try:
         cls.spec()

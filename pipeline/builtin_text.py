@@ -106,11 +106,13 @@ _WORD = re.compile(r"[a-z]+")
 class TagEncoder:
     """Words -> a unit tag vector: each known word (or synonym) adds one to its tag; unknown words warn once."""
 
-    def __init__(self, tags: Sequence[str], synonyms: Mapping[str, str] | None = None, name: str = "builtin") -> None:
+    def __init__(self, tags: Sequence[str], synonyms: Mapping[str, str] | None = None, name: str = "builtin",
+                 hint: str = "prompt with colours, shapes and moods") -> None:
         if len(set(tags)) != len(tags) or not tags:
             raise ValueError("tags must be a non-empty sequence of distinct words")
         self.tags: tuple[str, ...] = tuple(tags)
         self.name = name
+        self.hint = hint
         self.index: dict[str, int] = {tag: i for i, tag in enumerate(self.tags)}
         source = SYNONYMS if synonyms is None else synonyms
         self.synonyms: dict[str, str] = {w: t for w, t in source.items() if t in self.index}
@@ -122,8 +124,9 @@ class TagEncoder:
         return len(self.tags)
 
     def lookup(self, word: str) -> str | None:
-        """The tag a word names (directly, as a synonym, or as a plural of one), or None."""
-        for form in (word, word[:-1] if word.endswith("s") else "", word[:-2] if word.endswith("es") else ""):
+        """The tag a word names (directly, as a synonym, or as a singular or plural of one), or None."""
+        forms = (word, word[:-1] if word.endswith("s") else "", word[:-2] if word.endswith("es") else "", word + "s")
+        for form in forms:
             if not form:
                 continue
             if form in self.index:
@@ -166,7 +169,7 @@ class TagEncoder:
         examples = ", ".join(self.tags[::step][:12])
         warnings.warn(
             f"the {self.name} model does not know the word {word!r}; it is ignored "
-            f"(known words include: {examples}, ...; prompt with colours, shapes and moods)",
+            f"(known words include: {examples}, ...; {self.hint})",
             UserWarning, stacklevel=4,
         )
 

@@ -23,7 +23,7 @@ from pipeline.builtin_text import TagEncoder
 from pipeline.noise_schedule import alpha_sigma_at, scaled_linear_alphas_cumprod
 from pipeline.protocol import ModelDefaults
 
-LATENT_CHANNELS = 3  # the latent is an RGB image in tone (logit) units
+LATENT_CHANNELS = 3  # the latent is an RGB image in scaled logit units
 LATENT_SCALE = 8  # output pixels per latent pixel, like Stable Diffusion's VAE
 
 # Orthonormal colour axes of the shared variation fields: luma, red-green, yellow-blue.
@@ -125,25 +125,29 @@ class LowRankMixture:
     def _parts(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
                log_prior: torch.Tensor) -> tuple[torch.Tensor, ...]:
         b, (n_views, k) = x.shape[0], self.view_log_prior.shape
-        xv = self._view(x)  # (N, D), N = G*B rows: every view of every sample
-        a, sg = alpha.repeat(n_views)[:, None], sigma.repeat(n_views)[:, None]  # (N, 1)
+        a, sg = alpha[:, None], sigma[:, None]  # (B, 1)
         a2 = a * a
-        v = a2 * self.noise_var + sg * sg  # (N, 1) variance off the component's fields
-        xb = xv @ self.basis  # (N, R)
-        xm = xv @ self.means.T  # (N, K)
-        pb = xb[:, None, :] - a[:, :, None] * self.means_b[None]  # (N, K, R) S^T (x - a mu_k)
-        pd = (xm - xb @ self.means_b.T) / self.detail_norm - a * self.detail_norm  # (N, K) n_k^T (x - a mu_k)
-        wb = v[:, :, None] + a2[:, :, None] * self.basis_var[None]  # (N, K, R) variance along each field
-        wd = v + a2 * self.detail_var[None]  # (N, K)
-        gb = a2[:, :, None] * self.basis_var[None] / (wb * v[:, :, None])  # (N, K, R) 1/v - 1/w
-        gd = a2 * self.detail_var[None] / (wd * v)  # (N, K)
+        v = a2 * self.noise_var + sg * sg  # (B, 1) variance off the component's fields
+        wb = v[:, :, None] + a2[:, :, None] * self.basis_var[None]  # (B, K, R) variance along each field
+        gb = a2[:, :, None] * self.basis_var[None] / (wb * v[:, :, None])  # (B, K, R) 1/v - 1/w
+        gbm = gb * self.means_b[None]  # (B, K, R)
+        wd = v + a2 * self.detail_var[None]  # (B, K)
+        gd = a2 * self.detail_var[None] / (wd * v)  # (B, K)
+        logdet = torch.log(wb / v[:, :, None]).sum(-1) + torch.log(wd / v)  # (B, K) log det up to a common term
+        xv = self._view(x)  # (G*B, D) every view of every sample, view-major
+        xb = (xv @ self.basis).reshape(n_views, b, -1)  # (G, B, R) S^T x
+        xm = (xv @ self.means.T).reshape(n_views, b, k)  # (G, B, K) x . mu_k
+        xbm = (xb.reshape(n_views * b, -1) @ self.means_b.T).reshape(n_views, b, k)  # (G, B, K) (S^T x) . (S^T mu_k)
+        pd = (xm - xbm) / self.detail_norm - a * self.detail_norm  # (G, B, K) n_k^T (x - a mu_k)
+        # sum_r gb (xb - a S^T mu_k)^2, expanded into batched matmuls over the samples
+        xbt = xb.transpose(0, 1)  # (B, G, R)
+        quad_b = (torch.bmm(xbt * xbt, gb.transpose(1, 2)) - 2 * a[:, :, None] * torch.bmm(xbt, gbm.transpose(1, 2))
+                  + (a2 * (gbm * self.means_b[None]).sum(-1))[:, None, :])  # (B, G, K)
         # -2 log N(x; a mu_k, a^2 Sigma_k + sigma^2 I) up to terms equal for every k (||x||^2 / v, log v)
-        quad = (a2 * self.mean_sq[None] - 2 * a * xm) / v - (pb * pb * gb).sum(-1) - pd * pd * gd  # (N, K)
-        logdet = torch.log(wb / v[:, :, None]).sum(-1) + torch.log(wd / v)  # (N, K)
-        joint = (-0.5 * (quad + logdet)).reshape(n_views, b, k).transpose(0, 1)  # (B, G, K)
-        joint = joint + log_prior[:, None, :] + self.view_log_prior[None]
+        quad = (a2 * self.mean_sq[None] - 2 * a * xm) / v - quad_b.transpose(0, 1) - pd * pd * gd  # (G, B, K)
+        joint = (-0.5 * (quad + logdet)).transpose(0, 1) + log_prior[:, None, :] + self.view_log_prior[None]
         log_post = torch.log_softmax(joint.reshape(b, n_views * k), dim=-1)  # (B, G*K)
-        return log_post, a, sg, v, pb, pd, gb, gd
+        return log_post, a, sg, v, xbt, pd, gb, gbm, gd
 
     def log_posterior(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
                       log_prior: torch.Tensor) -> torch.Tensor:
@@ -154,17 +158,20 @@ class LowRankMixture:
     def eps(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
         """(B, D) exact E[eps | x_t] for x (B, D) at (alpha, sigma) (B,) under log prior weights (B, K)."""
         b = x.shape[0]
-        log_post, a, sg, v, pb, pd, gb, gd = self._parts(x, alpha, sigma, log_prior)
         n_views, k = self.view_log_prior.shape
-        gamma = log_post.exp().reshape(b, n_views, k).transpose(0, 1).reshape(n_views * b, k)  # (N, K)
-        # eps_k = sigma/v d_k - sigma S (gb * pb) - sigma gd pd n_k, with d_k = x - a mu_k and
-        # n_k = (mu_k - S S^T mu_k) / nu_k, summed over k with weights gamma: two matmuls against the means.
-        # The sigma/v x terms of all views sum to sigma/v x (their weights sum to 1, flips undo each other).
-        h = -sg * gamma * gd * pd / self.detail_norm  # (N, K)
-        coef = h - (a * sg / v) * gamma  # (N, K)
-        field = -(sg[:, :, None] * gamma[:, :, None] * gb * pb).sum(1) - h @ self.means_b  # (N, R)
-        y = coef @ self.means + field @ self.basis_t  # (N, D)
-        return (sg[:b] / v[:b]) * x + self._unview_sum(y, b)  # (B, D)
+        log_post, a, sg, v, xbt, pd, gb, gbm, gd = self._parts(x, alpha, sigma, log_prior)
+        gamma = log_post.exp().reshape(b, n_views, k)  # (B, G, K)
+        gamma_g = gamma.transpose(0, 1)  # (G, B, K)
+        # eps_k = sigma/v d_k - sigma S (gb * S^T d_k) - sigma gd (n_k^T d_k) n_k with d_k = x - a mu_k and
+        # n_k = (mu_k - S S^T mu_k) / nu_k, summed with weights gamma: two matmuls against the means. The sigma/v x
+        # terms of all views add up to sigma/v x (their weights sum to 1 and the flips undo each other).
+        h = -sg * gamma_g * gd * pd / self.detail_norm  # (G, B, K)
+        coef = h - (a * sg / v) * gamma_g  # (G, B, K)
+        spread = xbt * torch.bmm(gamma, gb) - a[:, :, None] * torch.bmm(gamma, gbm)  # (B, G, R)
+        h = h.reshape(n_views * b, k)  # (N, K), N = G*B
+        field = -(sg[:, :, None] * spread).transpose(0, 1).reshape(n_views * b, -1) - h @ self.means_b  # (N, R)
+        y = coef.reshape(n_views * b, k) @ self.means + field @ self.basis_t  # (N, D)
+        return (sg / v) * x + self._unview_sum(y, b)  # (B, D)
 
     def x0(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, log_prior: torch.Tensor) -> torch.Tensor:
         """(B, D) exact posterior mean E[x0 | x_t]."""
@@ -217,7 +224,7 @@ class MixtureConfig:
     variation_std: float = 0.4  # per-pixel std of the lowest smooth mode (colour and shape wobble)
     variation_decay: float = 1.0  # the std of DCT mode (i, j) falls as (1 + i + j) ** -decay
     detail_std: float = 0.25  # relative std of each component's own detail amplitude (its contrast)
-    prompt_sharpness: float = 8.0  # log prior weight per unit of tag match (higher: prompts select harder)
+    prompt_sharpness: float = 12.0  # log prior weight per unit of tag match (higher: prompts select harder)
 
 
 @dataclass(frozen=True)
@@ -247,7 +254,7 @@ def check_size(size_px: tuple[int, int]) -> tuple[int, int]:
 
 
 def _cubic_upsample_matrix(n: int, factor: int) -> torch.Tensor:
-    """(n * factor, n) float64 Keys-cubic (a = -0.5) interpolation, half-pixel centres, edges clamped."""
+    """(n * factor, n) float64 cubic-convolution (a = -0.75, as torch bicubic) interpolation, half-pixel centres, edges clamped."""
     out = torch.arange(n * factor, dtype=torch.float64)
     src = (out + 0.5) / factor - 0.5
     base = torch.floor(src)
@@ -255,7 +262,7 @@ def _cubic_upsample_matrix(n: int, factor: int) -> torch.Tensor:
     mat = torch.zeros(n * factor, n, dtype=torch.float64)
     for offset in (-1, 0, 1, 2):
         d = (frac - offset).abs()
-        w = torch.where(d <= 1, (1.5 * d - 2.5) * d * d + 1, torch.where(d < 2, ((-0.5 * d + 2.5) * d - 4) * d + 2, 0.0))
+        w = torch.where(d <= 1, (1.25 * d - 2.25) * d * d + 1, torch.where(d < 2, ((-0.75 * d + 3.75) * d - 6) * d + 3, 0.0))
         idx = (base + offset).clamp(0, n - 1).long()
         mat.index_put_((torch.arange(n * factor), idx), w, accumulate=True)
     return mat
@@ -354,10 +361,11 @@ class MixtureDenoiser:
     def gain(self, height: int, width: int) -> float:
         """Logit units per latent unit at a latent size.
 
-        SD's schedule ends at a non-zero SNR, so the start noise stands in for x_T = alpha_T x0 + sigma_T eps and the
-        sampler's choice among the components leans towards those with small ||x0||, by alpha_T^2 ||x0||^2 / 2 nats.
-        Latents scaled down as sqrt(h * w) keep that lean below ~2 nats at every size (and the posterior at the last
-        steps as sharp as at 64x64).
+        SD's schedule ends at a non-zero SNR (alpha_T = 0.068), so the start noise stands in for
+        x_T = alpha_T x0 + sigma_T eps, and at the first step the components compete by
+        alpha_T x.mu_k - alpha_T^2 ||mu_k||^2 / 2 (random, and leaning to dim images) on top of the prompt's prior.
+        Small latents keep those terms near a nat so the prompt steers; a gain growing as sqrt(h * w) keeps them, and
+        the sharpness of the last steps, the same at every size.
         """
         return self.config.latent_gain * math.sqrt(height * width) / 64.0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
 import re
 from pathlib import Path
@@ -13,66 +12,12 @@ import torch
 
 from pipeline.devices import default_dtype, resolve_device
 from pipeline.protocol import PREDICTION_TYPES, ModelDefaults
+from pipeline.sd_files import check_pipeline_folder, lora_weight_file, read_json, resolve_local, weights_variant
 
 _TURBO_NAME = re.compile(r"sd(xl)?[-_ ]?turbo", re.IGNORECASE)  # stabilityai/sd-turbo, sdxl-turbo, local copies
 _LCM_NAME = re.compile(r"lcm", re.IGNORECASE)  # latent-consistency/lcm-lora-sdv1-5, LCM_Dreamshaper_v7, ...
-_LORA_FILES = ("pytorch_lora_weights.safetensors", "pytorch_lora_weights.bin", "adapter_model.safetensors")
 _PREFIXED_LORA_KEYS = ("unet.", "text_encoder.", "lora_unet", "lora_te")  # diffusers and kohya layouts
 _ZERO_SNR_FLOOR = 2.0**-24  # terminal alphas_cumprod of a zero-SNR schedule (diffusers' Euler uses the same)
-
-
-class ModelNotFoundError(ValueError):
-    """A model, VAE or LoRA that is neither a local path nor already in the local Hugging Face cache."""
-
-
-def _looks_like_path(text: str) -> bool:
-    """Whether `text` is meant as a filesystem path rather than a hub id like 'owner/name'."""
-    return text.startswith(("/", ".", "~")) or "\\" in text or text.count("/") > 1 or Path(text).suffix in (
-        ".safetensors", ".bin", ".ckpt", ".pt", ".pth",
-    )
-
-
-def _resolve_local(id_or_path: str | Path, what: str) -> Path:
-    """The local folder or file for a path or a cached hub id; never touches the network."""
-    path = Path(id_or_path).expanduser()
-    if path.exists():
-        return path
-    text = str(id_or_path)
-    if isinstance(id_or_path, Path) or _looks_like_path(text):
-        raise ModelNotFoundError(
-            f"{what} {text!r} does not exist: pass an existing local path, or a Hugging Face id such as "
-            f"'stabilityai/sd-turbo' that is already downloaded"
-        )
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(text, local_files_only=True))
-    except HFValidationError:
-        raise ModelNotFoundError(
-            f"{what} {text!r} is neither an existing local path nor a valid Hugging Face id ('owner/name')"
-        ) from None
-    except LocalEntryNotFoundError:  # not in the cache, and we never download
-        raise ModelNotFoundError(
-            f"{what} {text!r} is not a local path and is not in the local Hugging Face cache "
-            f"({constants.HF_HUB_CACHE}); livekit never downloads while loading.\n"
-            f"To fix it, on a machine with internet run:\n"
-            f"    huggingface-cli download {text}\n"
-            f"(with the same HF_HOME, or copy that cache folder here), or pass the path of a local folder instead."
-        ) from None
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    """A JSON config as a dict, or {} when the file is missing."""
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _variant(folder: Path) -> str | None:
-    """'fp16' when a component folder holds only fp16-variant weights (e.g. a partial download), else None."""
-    names = [p.name for p in folder.iterdir() if p.suffix in (".safetensors", ".bin")]
-    if names and all(".fp16." in n for n in names):
-        return "fp16"
-    return None
 
 
 def _alphas_cumprod_from_config(config: dict[str, Any]) -> torch.Tensor:
@@ -210,36 +155,12 @@ class SDModel:
         return (z - self._latent_shift) * self._latent_scale
 
 
-def _check_pipeline_folder(folder: Path, name: str, need_vae: bool) -> None:
-    """Raise a teaching error unless `folder` is a diffusers SD 1.x/2.x pipeline."""
-    if folder.is_file():
-        raise ValueError(
-            f"{name!r} is a single file; livekit loads diffusers folders (model_index.json, unet/, vae/, ...). "
-            f"Convert it once on a connected machine with diffusers' "
-            f"StableDiffusionPipeline.from_single_file(...).save_pretrained(folder) and pass that folder"
-        )
-    class_name = str(_read_json(folder / "model_index.json").get("_class_name", ""))
-    if "XL" in class_name or (folder / "text_encoder_2").is_dir():
-        raise ValueError(
-            f"{name!r} is an SDXL pipeline ({class_name or 'has text_encoder_2/'}); livekit's SD loader runs "
-            f"Stable Diffusion 1.x/2.x (SD 1.5, SD 2.1, sd-turbo): pass one of those"
-        )
-    parts = ["unet", "text_encoder", "tokenizer", "scheduler"] + (["vae"] if need_vae else [])
-    missing = [p for p in parts if not (folder / p).is_dir()]
-    if missing:
-        raise ModelNotFoundError(
-            f"{name!r} ({folder}) has no {', '.join(p + '/' for p in missing)}: it is not a complete diffusers "
-            f"Stable Diffusion pipeline. Download the whole repository (huggingface-cli download <id>) or pass a "
-            f"folder holding model_index.json, unet/, text_encoder/, tokenizer/, scheduler/ and vae/"
-        )
-
-
 def _load_vae(source: Path, name: str, dtype: torch.dtype) -> torch.nn.Module:
     """An AutoencoderTiny (TAESD) or AutoencoderKL from its own folder or a pipeline folder's vae/."""
     from diffusers import AutoencoderKL, AutoencoderTiny
 
     folder = source if (source / "config.json").is_file() else source / "vae"
-    class_name = _read_json(folder / "config.json").get("_class_name")
+    class_name = read_json(folder / "config.json").get("_class_name")
     classes = {"AutoencoderTiny": AutoencoderTiny, "AutoencoderKL": AutoencoderKL}
     if class_name not in classes:
         raise ValueError(
@@ -247,23 +168,8 @@ def _load_vae(source: Path, name: str, dtype: torch.dtype) -> torch.nn.Module:
             f"expected a diffusers AutoencoderTiny (TAESD, e.g. 'madebyollin/taesd') or AutoencoderKL folder"
         )
     model_class = classes[class_name]
-    return model_class.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, variant=_variant(folder))
-
-
-def _lora_weight_file(source: Path, name: str) -> Path:
-    """The weights file of a LoRA given as a file or a folder."""
-    if source.is_file():
-        return source
-    for candidate in _LORA_FILES:
-        if (source / candidate).is_file():
-            return source / candidate
-    files = sorted(p for p in source.iterdir() if p.suffix in (".safetensors", ".bin"))
-    if len(files) == 1:
-        return files[0]
-    raise ValueError(
-        f"LoRA {name!r} ({source}) holds {len(files)} weight files {[f.name for f in files]}: "
-        f"pass the path of the one file to use"
-    )
+    variant = weights_variant(folder)
+    return model_class.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, variant=variant)
 
 
 def _is_bare_peft_file(weights: Path) -> bool:
@@ -290,7 +196,7 @@ def _fuse_lora(unet: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer: 
     try:
         if _is_bare_peft_file(weights):  # peft's save_pretrained: adapter_model.safetensors + adapter_config.json
             state = {k.removeprefix("base_model.model."): v for k, v in load_file(str(weights)).items()}
-            config = _read_json(weights.parent / "adapter_config.json") or None  # carries lora_alpha
+            config = read_json(weights.parent / "adapter_config.json") or None  # carries lora_alpha
             unet.load_lora_adapter(state, prefix=None, adapter_name="livekit", metadata=config)
         else:  # diffusers' save_lora_weights layout; kohya / A1111 files are converted by diffusers
             host.load_lora_weights(
@@ -326,7 +232,7 @@ def _checkpoint_kind(name: str, folder: Path, scheduler_config: dict[str, Any], 
     # The id or folder name, the hub repo of a cached snapshot (models--stabilityai--sd-turbo/snapshots/<hash>),
     # and the _name_or_path the configs were saved with.
     hints = [Path(name).name, folder.name, folder.parent.parent.name if folder.parent.name == "snapshots" else ""]
-    hints += [str(_read_json(folder / f).get("_name_or_path", "")) for f in ("model_index.json", "unet/config.json")]
+    hints += [str(read_json(folder / f).get("_name_or_path", "")) for f in ("model_index.json", "unet/config.json")]
     return "turbo" if any(_TURBO_NAME.search(h) for h in hints) else "full"
 
 
@@ -372,13 +278,13 @@ def load_sd(
         raise TypeError(f"dtype must be a torch.dtype such as torch.float16, or None for the device default; got {dtype!r}")
     channels_last = dev.type == "cuda" if channels_last is None else channels_last
     # Everything that can be wrong with the arguments is found before any weights load.
-    folder = _resolve_local(id_or_path, "model")
-    _check_pipeline_folder(folder, name, need_vae=vae is None)
-    vae_source = folder if vae is None else _resolve_local(vae, "VAE")
+    folder = resolve_local(id_or_path, "model")
+    check_pipeline_folder(folder, name, need_vae=vae is None)
+    vae_source = folder if vae is None else resolve_local(vae, "VAE")
     if lora is not None and importlib.util.find_spec("peft") is None:
         raise ImportError("loading a LoRA needs peft: pip install peft (or pip install 'livekit-visuals[dev]')")
-    lora_file = None if lora is None else _lora_weight_file(_resolve_local(lora, "LoRA"), str(lora))
-    scheduler_config = _read_json(folder / "scheduler" / "scheduler_config.json")
+    lora_file = None if lora is None else lora_weight_file(resolve_local(lora, "LoRA"), str(lora))
+    scheduler_config = read_json(folder / "scheduler" / "scheduler_config.json")
     prediction_type = scheduler_config.get("prediction_type", "epsilon")
     if prediction_type not in PREDICTION_TYPES:
         raise ValueError(f"{name!r}: scheduler prediction_type {prediction_type!r} is not one of {PREDICTION_TYPES}")
@@ -390,12 +296,14 @@ def load_sd(
         bar.update(1)
         bar.set_postfix_str("text_encoder")
         sub = folder / "text_encoder"
-        text_encoder = CLIPTextModel.from_pretrained(sub, local_files_only=True, variant=_variant(sub))
+        text_encoder = CLIPTextModel.from_pretrained(sub, local_files_only=True, variant=weights_variant(sub))
         text_encoder = text_encoder.to(dev, dtype).eval().requires_grad_(False)
         bar.update(1)
         bar.set_postfix_str("unet")
         sub = folder / "unet"
-        unet = UNet2DConditionModel.from_pretrained(sub, torch_dtype=dtype, local_files_only=True, variant=_variant(sub))
+        unet = UNet2DConditionModel.from_pretrained(
+            sub, torch_dtype=dtype, local_files_only=True, variant=weights_variant(sub)
+        )
         unet = unet.to(dev).eval().requires_grad_(False)
         bar.update(1)
         bar.set_postfix_str("vae" if vae is None else f"vae {vae}")

@@ -7,7 +7,7 @@ from livekit import Sketch, key, lfo
 
 
 class Hello(Sketch):
-    prompts = ["neon magenta rings", "deep blue ocean waves", "golden plasma sky"]
+    prompts = ["neon magenta rings", "deep blue ocean waves", "golden plasma fire"]
     seeds = [7, 42, 1234]
     size = (512, 512)
     morph = lfo.triangle(hz=0.05)            # drift through the three prompts every 20 s

@@ -43,6 +43,43 @@ def test_bpm_is_smoothed_over_jittery_arrivals() -> None:
     assert state.running
 
 
+def arrivals(bpm: float, n: int, period_s: float, seed: int, drop: float = 0.0, stalls: int = 0) -> np.ndarray:
+    """Arrival times of n ticks from a sender that stalls now and then (overdue ticks go out back to back),
+    delivered at the end of each transport period (a JACK cycle), with a share of them lost on the way."""
+    rng = np.random.default_rng(seed)
+    interval = 60.0 / (bpm * 24)
+    stall_at = sorted(rng.uniform(0, n * interval, stalls))
+    sent, now = [], 0.0
+    for due in np.arange(n) * interval:
+        now = max(now, due)
+        while stall_at and stall_at[0] <= now:
+            now += rng.uniform(0.02, 0.04)  # the sender thread was descheduled
+            stall_at.pop(0)
+        sent.append(now)
+        now += 50e-6
+    arrived = np.ceil((np.asarray(sent) + rng.uniform(0, period_s)) / period_s) * period_s
+    return 100.0 + arrived[rng.uniform(size=n) >= drop]
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs"),
+    [
+        ("lost ticks", {"drop": 0.05}),
+        ("sender stalls", {"stalls": 4}),
+        ("both", {"drop": 0.03, "stalls": 2}),
+        ("coarse JACK period near the tick interval", {"period_s": 1024 / 48000}),
+    ],
+)
+def test_tempo_survives_lost_late_and_quantised_ticks(case: str, kwargs: dict) -> None:
+    kwargs = {"period_s": 256 / 48000, **kwargs}
+    for seed in range(10):
+        clock = MidiClock()
+        times = arrivals(120.0, 96, seed=seed, **kwargs)
+        for t in times:
+            clock.tick(t)
+        assert clock.tempo(times[-1]).bpm == pytest.approx(120.0, abs=0.5), (case, seed)
+
+
 def test_beat_and_bar_position_follow_the_ticks() -> None:
     clock = MidiClock()
     clock.start()
@@ -89,7 +126,9 @@ def test_song_position_pointer_sets_the_beat() -> None:
 def test_tempo_change_is_followed_and_a_silent_clock_is_lost() -> None:
     clock = MidiClock(MidiClockConfig(timeout_s=0.5))
     last = feed_ticks(clock, 100.0, 60)
-    last = feed_ticks(clock, 140.0, 60, t0=last + 60 / (140 * 24))
+    last = feed_ticks(clock, 140.0, 48, t0=last + 60 / (140 * 24))
+    assert 100.0 < clock.tempo(last).bpm < 140.0  # half way through the 4-beat window
+    last = feed_ticks(clock, 140.0, 96, t0=last + 60 / (140 * 24))
     assert clock.tempo(last).bpm == pytest.approx(140.0, abs=0.01)
     assert not clock.tempo(last + 1.0).running
     # after a pause the fit starts over instead of averaging across the gap

@@ -28,9 +28,26 @@ def test_example_sketch_runs_headless_and_writes_60_frames(name: str, tmp_path: 
             "--osc-port", "0", "--size", "64x64", "--no-reload"]
     if name == "sd_turbo":  # the real model needs a GPU and a download: run its mappings on the tiny random SD
         args += ["--model", "random-sd:tiny"]
+    if name == "audio_reactive":  # rehearsal mode: a click track from a file instead of the live input
+        args += ["--audio-in", str(_click_track(tmp_path / "clicks.wav"))]
+    if name == "midi_knobs":
+        args += ["--midi-in", "virtual"]
     assert main(args) == 0
     frames = sorted(out.glob("*.png"))
     assert len(frames) == 60
+
+
+def _click_track(path: Path, bpm: float = 120.0, seconds: float = 4.0, rate: int = 48000) -> Path:
+    import soundfile
+
+    n = int(seconds * rate)
+    audio = np.zeros(n, dtype=np.float32)
+    period = int(rate * 60 / bpm)
+    burst = (0.8 * np.sin(2 * np.pi * 60 * np.arange(2400) / rate) * np.exp(-np.arange(2400) / 600)).astype(np.float32)
+    for start in range(0, n - len(burst), period):
+        audio[start : start + len(burst)] += burst
+    soundfile.write(str(path), audio, rate)
+    return path
 
 
 def _sketch(path: Path, prompts: list[str], extra: str = "") -> Path:

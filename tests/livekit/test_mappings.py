@@ -7,15 +7,14 @@ import math
 import pytest
 
 from controllers.base import ControlEvent, TempoState
-from livekit.mappings import (
+from livekit.conditioning_builder import (
     ConditioningBuilder,
     ConditioningSettings,
-    MappingSpec,
-    Target,
     apply_overrides,
     build_conditioning,
     neighbour_weights,
 )
+from livekit.mappings import MappingSpec, Target
 from livekit.params import ParamBus
 from livekit.sources import Source, audio, lfo, midi, tempo
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import textwrap
 from pathlib import Path
 
@@ -10,15 +11,16 @@ import pytest
 
 import livekit
 from controllers.base import ControlEvent, TempoState
-from livekit import params, sketch, sources
+from livekit import params, settings, sketch, sources
 from livekit.params import Param
-from livekit.sketch import Sketch, SketchError, SketchRunner, load_sketch
+from livekit.runner import SketchRunner
+from livekit.sketch import Sketch, SketchError, load_sketch
 
 FRONT_PAGE = '''\
 from livekit import Sketch, Param, midi, audio, lfo, key
 
 class Show(Sketch):
-    prompts = ["neon magenta rings", "deep blue ocean waves", "golden plasma storm"]
+    prompts = ["neon magenta rings", "deep blue ocean waves", "golden plasma fire"]
     seeds = [7, 42, 1234]
     morph = midi.cc(1)                          # a knob morphs across the three prompts (0..1 -> prompt 0..2)
     noise_walk = audio.bass.range(0.0, 2.0)     # the bass drives the noise-walk speed (radians/s)
@@ -232,6 +234,21 @@ def test_file_level_errors(tmp_path: Path) -> None:
         load_sketch(tmp_path / "missing.py")
 
 
+def test_a_sketch_imports_helper_modules_from_its_own_folder(tmp_path: Path) -> None:
+    (tmp_path / "show_palette.py").write_text('PROMPTS = ["red rings", "blue waves"]\n')
+    before = list(sys.path)
+    try:
+        body = "from show_palette import PROMPTS\n\nclass Show(Sketch):\n    prompts = PROMPTS\n"
+        cls = load_sketch(write(tmp_path, body))
+        assert [text for text, _ in cls.spec().conditioning.prompts] == ["red rings", "blue waves"]
+        assert sys.path == before  # the sketch's folder is on sys.path only while the file executes
+        with pytest.raises(SketchError, match=r"broken.py:4: RuntimeError: boom"):
+            load_sketch(write(tmp_path, "import show_palette\nraise RuntimeError('boom')\n", name="broken.py"))
+        assert sys.path == before  # ... also when it fails
+    finally:
+        sys.modules.pop("show_palette", None)
+
+
 def test_hot_reload_loads_a_fresh_module_and_keeps_the_motion(tmp_path: Path) -> None:
     path = write(tmp_path, "class Show(Sketch):\n    noise_walk = 1.0\n")
     first = load_sketch(path)
@@ -294,7 +311,7 @@ def test_engine_choices_match_the_engine() -> None:
     from pipeline.guidance import CFG_MODES
     from pipeline.schedule import SAMPLERS
 
-    assert sketch.SAMPLERS == SAMPLERS and sketch.CFG_MODES == CFG_MODES
+    assert settings.SAMPLERS == SAMPLERS and settings.CFG_MODES == CFG_MODES
 
 
 def test_an_osc_prompt_switch_reaches_the_conditioning(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from pipeline.protocol import Denoiser
-from pipeline.sd import ModelNotFoundError, _alphas_cumprod_from_config, load_sd
+from pipeline.sd import _alphas_cumprod_from_config, load_sd
+from pipeline.sd_files import ModelNotFoundError
 
 
 def _ddim_render(model, prompt: str, noise: torch.Tensor, timesteps: list[int]) -> torch.Tensor:
