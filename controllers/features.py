@@ -67,6 +67,8 @@ class Spectrum:
         self.hop = hop
         self.window = np.hanning(fft_size + 1)[:-1].astype(np.float64)  # periodic Hann
         self._buffer = np.zeros(fft_size, dtype=np.float64)
+        self._windowed = np.zeros(fft_size, dtype=np.float64)
+        self._magnitude = np.zeros(fft_size // 2 + 1, dtype=np.float64)
         self._scale = 2.0 / float(self.window.sum())  # a full-scale sine reads magnitude 1.0 at its peak bin
         # sum over one-sided bins of |X|^2 * power_scale = mean power of the signal (Parseval with the window)
         self.power_scale = 2.0 / float(np.dot(self.window, self.window)) / fft_size / self._scale**2
@@ -76,7 +78,10 @@ class Spectrum:
         n = self.hop
         self._buffer[:-n] = self._buffer[n:]
         self._buffer[-n:] = hop
-        return np.abs(np.fft.rfft(self._buffer * self.window)) * self._scale
+        np.multiply(self._buffer, self.window, out=self._windowed)
+        magnitude = np.abs(np.fft.rfft(self._windowed), out=self._magnitude)
+        magnitude *= self._scale
+        return magnitude  # reused by the next push: copy it to keep it
 
 
 def band_bins(edges_hz: tuple[float, ...], sample_rate: int, fft_size: int) -> list[slice]:
@@ -94,9 +99,10 @@ def band_bins(edges_hz: tuple[float, ...], sample_rate: int, fft_size: int) -> l
 
 
 def band_powers(magnitude: np.ndarray, bins: list[slice], power_scale: float) -> np.ndarray:
-    """Mean signal power in each band (a full-scale sine inside a band gives 0.5 there)."""
-    power = magnitude * magnitude
-    return np.array([power[s].sum() for s in bins]) * power_scale
+    """Mean signal power in each band (a full-scale sine inside a band gives 0.5 there); bands are contiguous."""
+    first = bins[0].start
+    part = magnitude[first : bins[-1].stop]
+    return np.add.reduceat(part * part, [s.start - first for s in bins]) * power_scale
 
 
 def spectral_centroid(magnitude: np.ndarray, freqs_hz: np.ndarray) -> float:
@@ -129,25 +135,32 @@ class FeatureExtractor:
         for band in config.band_names:
             names += [band, f"{band}_norm", f"{band}_auto"]
         self.names: tuple[str, ...] = tuple(names)
+        self._amps = np.zeros(k + 1)
+        self._out = np.zeros(len(names))
 
     def update(self, hop: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-        """Features for one hop, in the order of `names` (band values are RMS amplitudes, like audio/rms)."""
-        level = rms(hop)
-        amps = np.empty(len(self.bins) + 1)
-        amps[:-1] = np.sqrt(band_powers(magnitude, self.bins, self._power_scale))
+        """Features for one hop, in the order of `names` (band values are RMS amplitudes, like audio/rms); the array
+        is reused by the next update."""
+        level, gate = rms(hop), self._gate
+        amps = self._amps
+        np.sqrt(band_powers(magnitude, self.bins, self._power_scale), out=amps[:-1])
         amps[-1] = level
-        audible = amps > self._gate
-        if level > self._gate:  # silence does not drag the long-term average down
-            self._avg = self._avg * self._avg_keep + amps * (1.0 - self._avg_keep)
+        if level > gate:  # silence does not drag the long-term average down
+            self._avg *= self._avg_keep
+            self._avg += amps * (1.0 - self._avg_keep)
             self._avg_weight = self._avg_weight * self._avg_keep + (1.0 - self._avg_keep)
         mean = self._avg / self._avg_weight if self._avg_weight > 0 else amps
-        norm = np.where(audible & (mean > self._gate), amps / np.maximum(mean, self._gate), 0.0)
-        self._peak = np.maximum(np.maximum(self._peak * self._peak_keep, amps), self._gate)
-        auto = np.where(audible, np.minimum(amps / self._peak, 1.0), 0.0)
-        centroid_hz = spectral_centroid(magnitude, self.freqs_hz) if level > self._gate else 0.0
+        silent = amps <= gate
+        norm = amps / np.maximum(mean, gate)
+        norm[silent | (mean <= gate)] = 0.0
+        np.maximum(self._peak * self._peak_keep, amps, out=self._peak)
+        np.maximum(self._peak, gate, out=self._peak)
+        auto = np.minimum(amps / self._peak, 1.0)
+        auto[silent] = 0.0
+        centroid_hz = spectral_centroid(magnitude, self.freqs_hz) if level > gate else 0.0
         centroid = math.log(centroid_hz / 20.0) / self._log_span if centroid_hz > 20.0 else 0.0
-        out = np.empty(len(self.names))
-        out[0:6] = (level, to_db(level, self.config.floor_db), float(np.abs(hop).max()), auto[-1], centroid, centroid_hz)
+        out = self._out
+        out[0:6] = (level, to_db(level, self.config.floor_db), max(hop.max(), -hop.min()), auto[-1], centroid, centroid_hz)
         out[6::3] = amps[:-1]
         out[7::3] = norm[:-1]
         out[8::3] = auto[:-1]

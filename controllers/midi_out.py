@@ -3,7 +3,8 @@
 Values are echoed in the same encoding the source key reads: ``midi/cc`` and ``midi/rel`` as a 7-bit CC (LED
 rings of relative encoders take absolute values), ``midi/cc14`` as an MSB/LSB pair, ``midi/note`` as a note-on
 velocity, ``midi/bend`` as pitch bend, ``midi/program`` as a program change. When the port comes back after being
-away, the last value of every control is sent again so the device shows the current state.
+away, the last value of every control is sent again so the device shows the current state. Call `echo` from the
+runtime's tick (not from a real-time callback): it sends only what changed.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class MidiOutput:
         self._state: dict[tuple[str, int, int], list[mido.Message]] = {}  # latest messages per control
         self._sent: dict[tuple[str, int, int], list[mido.Message]] = {}  # what the current ports last got
         self._ports_seen: tuple[Any, ...] = ()
+        self._failing = False  # a send failed and was logged; quiet until one succeeds
 
     def start(self) -> MidiOutput:
         """Open the virtual port (if asked) and start looking for the named port."""
@@ -124,11 +126,14 @@ class MidiOutput:
                         for msg in messages:
                             port.send(msg)
                 except Exception as exc:  # a device pulled mid-send: the keeper reopens it, then everything is resent
-                    log.warning("midi-out: sending failed: %s", exc)
+                    if not self._failing:
+                        log.warning("midi-out: sending failed: %s (retrying quietly)", exc)
+                        self._failing = True
                     self._ports_seen = ()
                     return False
                 self._sent[k] = messages
                 sent = sent or bool(ports)
+            self._failing = False
             return sent
 
     def close(self) -> None:

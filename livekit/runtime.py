@@ -27,7 +27,8 @@ from livekit.sketch import SketchError, load_sketch
 
 log = logging.getLogger(__name__)
 RELOAD_POLL_S = 0.25  # how often the sketch file's mtime is checked (hot reload applies within 1 s)
-SHUTDOWN_TIMEOUT_S = 1.5  # threads must join within this (the whole shutdown stays under 2 s)
+SHUTDOWN_TIMEOUT_S = 1.5
+RECORD_FPS = 30.0  # recordings of the stage (R, or --out with a window) sample the displayed picture at this rate  # threads must join within this (the whole shutdown stays under 2 s)
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,12 @@ class Show:
         if self._learned_path.exists():
             self.status(f"livekit: {self.bus.load_learned(self._learned_path)} learned MIDI mappings loaded")
         engine = self._load_engine(spec)
-        if opts.headless or opts.out is not None:
+        if opts.headless:  # every generated frame goes to the writer, none dropped
             from livekit.recording import open_frame_writer
 
             if opts.out is None:
                 raise ValueError("--headless needs --out (a folder for PNG frames or a .mp4 file)")
-            self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px)
+            self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px, drop_when_behind=False)
         self.engine = engine
         self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()), osc_params=spec.osc_params(),
                              midi_decoder=spec.midi_decoder_config(), status=self.status).start()
@@ -173,6 +174,8 @@ class Show:
         self._stage = Stage(StageConfig(size_px=(w * scale, h * scale), fullscreen=self.options.fullscreen,
                                         display=self.options.display, title=f"livekit — {self.options.sketch.name}"))
         self._stage.open()
+        if self.options.out is not None:  # with a window, --out records what the audience sees
+            self._toggle_recording(self.options.out)
         next_hud = 0.0
         while not self.stop_event.is_set():
             for action in self._stage.tick():
@@ -243,12 +246,12 @@ class Show:
 
         return Path(mappings_path(self.options.sketch))
 
-    def _toggle_recording(self) -> None:
-        from livekit.recording import VideoRecorder
+    def _toggle_recording(self, path: Path | None = None) -> None:
+        from livekit.recording import open_frame_writer
 
         if self._recorder is None:
-            path = Path.cwd() / time.strftime("livekit-%Y%m%d-%H%M%S.mp4")
-            self._recorder = VideoRecorder(path, fps=30.0)
+            path = path or Path.cwd() / time.strftime("livekit-%Y%m%d-%H%M%S.mp4")
+            self._recorder = open_frame_writer(path, fps=RECORD_FPS)
             self._stage.notify(f"recording {path.name}")
         else:
             self._recorder.close()

@@ -167,3 +167,25 @@ def test_sigterm_stops_livekit_run_within_two_seconds(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_window_run_under_sdl_dummy_records_the_displayed_frames(tmp_path: Path) -> None:
+    import av
+
+    out = tmp_path / "show.mp4"
+    args = ["run", str(ROOT / "sketches" / "hello.py"), "--frames", "40", "--size", "64x64", "--osc-port", "0",
+            "--out", str(out), "--no-reload"]
+    assert main(args) == 0
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) >= 10  # 40 generated frames at up to 30 frames/s, sampled at 30 frames/s
+    assert frames[0].shape[2] == 3 and frames[-1].mean() > 10  # a picture, not a black screen
+
+
+def test_devices_lists_displays_and_says_what_is_missing(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    assert main(["devices", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert found["displays"] and found["displays"][0]["size"][0] > 0
+    assert {"midi_inputs", "midi_outputs", "audio_inputs", "problems"} <= set(found)

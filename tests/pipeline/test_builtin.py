@@ -1,0 +1,111 @@
+"""The builtin model as a user sees it: protocol, content, prompts that mean their colours, seeds, clean frames."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipeline.builtin import BuiltinModel, load_builtin
+from pipeline.builtin_content import FAMILIES, PALETTES
+from pipeline.noise_schedule import alpha_sigma_at, scaled_linear_alphas_cumprod
+from pipeline.protocol import PREDICTION_TYPES, Denoiser
+
+SIZE = (256, 256)
+STEPS = torch.tensor([999.0, 749.0, 499.0, 249.0])  # 4 trailing steps, as the stream runs them
+
+
+@pytest.fixture(scope="module")
+def model() -> BuiltinModel:
+    return load_builtin()
+
+
+def _noise(model: BuiltinModel, seeds: list[int]) -> torch.Tensor:
+    shape = model.latent_shape(SIZE)
+    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+
+
+def _sample(model: BuiltinModel, emb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Deterministic DDIM over STEPS: x0 = (x - sigma eps) / alpha, x_next = alpha_n x0 + sigma_n eps; returns x0."""
+    alpha, sigma = alpha_sigma_at(model.alphas_cumprod, STEPS)
+    cond = emb[None].expand(x.shape[0], -1, -1)
+    for i, t in enumerate(STEPS):
+        eps = model(x, t.expand(x.shape[0]), cond)
+        x0 = (x - sigma[i] * eps) / alpha[i]
+        if i + 1 == len(STEPS):
+            return x0
+        x = alpha[i + 1] * x0 + sigma[i + 1] * eps
+    raise AssertionError("unreachable")
+
+
+def _images(model: BuiltinModel, emb: torch.Tensor, seeds: list[int]) -> torch.Tensor:
+    return model.decode(_sample(model, emb, _noise(model, seeds)))
+
+
+def test_builtin_speaks_the_denoiser_protocol(model: BuiltinModel) -> None:
+    assert isinstance(model, Denoiser)
+    assert model.prediction_type in PREDICTION_TYPES
+    torch.testing.assert_close(model.alphas_cumprod, scaled_linear_alphas_cumprod())
+    assert model.latent_shape((512, 512)) == (3, 64, 64) and model.latent_shape((136, 72)) == (3, 9, 17)
+    emb = model.encode_prompt("neon rings")
+    assert emb.shape == (1, model.encoder.dim) and emb.dtype == model.dtype
+    x = torch.randn(2, 3, 9, 17)
+    out = model(x, torch.tensor([999.0, 12.5]), emb[None].expand(2, -1, -1))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    image = model.decode(x)
+    assert image.shape == (2, 3, 72, 136) and 0 <= float(image.min()) and float(image.max()) <= 1
+    assert model.encode_image(image).shape == x.shape
+    with pytest.raises(ValueError, match="multiple of 8, got 250x250"):
+        model.latent_shape((250, 250))
+
+
+def test_at_least_200_tagged_components_in_many_families(model: BuiltinModel) -> None:
+    assert model.num_components >= 200
+    assert len(FAMILIES) >= 12 and len(PALETTES) >= 12
+    tags = model._tags
+    assert bool((tags.sum(1) >= 4).all())  # family, palette, mood and measured colour words
+    for word in ("red", "blue", "green", "rings", "stars", "tunnel", "calm", "psychedelic"):
+        assert int((tags[:, model.encoder.index[word]] > 0).sum()) >= 10, word
+
+
+def test_red_and_blue_prompts_give_their_colours_and_a_blend_lies_between(model: BuiltinModel) -> None:
+    seeds = list(range(8))
+    red_emb, blue_emb = model.encode_prompt("red"), model.encode_prompt("blue")
+    red = _images(model, red_emb, seeds).mean(dim=(0, 2, 3))  # (3,) mean R, G, B
+    blue = _images(model, blue_emb, seeds).mean(dim=(0, 2, 3))
+    mixed = _images(model, 0.5 * red_emb + 0.5 * blue_emb, seeds).mean(dim=(0, 2, 3))
+    assert float(red[0]) > float(red[1:].max()) + 0.15, red
+    assert float(blue[2]) > float(blue[:2].max()) + 0.1, blue
+    assert float(blue[0]) < float(mixed[0]) < float(red[0]), (red, mixed, blue)
+    assert float(red[2]) < float(mixed[2]) < float(blue[2]), (red, mixed, blue)
+
+
+def test_seeds_differ_and_the_same_seed_repeats_exactly(model: BuiltinModel) -> None:
+    emb = model.encode_prompt("")
+    a, b = _images(model, emb, [1, 2])
+    assert float((a - b).abs().mean()) > 0.1
+    again = _images(load_builtin(), emb, [1])[0]  # a fresh model: content generation is deterministic
+    assert torch.equal(a, again)
+
+
+def test_the_noise_walk_morphs_continuously(model: BuiltinModel) -> None:
+    emb = model.encode_prompt("")
+    n1, n2 = _noise(model, [3, 4, 5, 6]), _noise(model, [7, 8, 9, 10])
+    frames = [model.decode(_sample(model, emb, n1 * torch.cos(p) + n2 * torch.sin(p)))
+              for p in torch.tensor([0.0, 0.002, 0.02, 0.2])]
+    steps = [float((f - frames[0]).abs().mean(dim=(1, 2, 3)).max()) for f in frames[1:]]
+    assert steps[0] < 0.01 and steps[0] <= steps[1] <= steps[2], steps
+
+
+def test_frames_are_clean_no_grain_outside_the_smooth_fields(model: BuiltinModel) -> None:
+    x0 = _sample(model, model.encode_prompt(""), _noise(model, list(range(6)))).reshape(6, -1)
+    h, w = model.latent_shape(SIZE)[1:]
+    mix = model.mixture(h, w)
+    a, s = torch.ones(6), torch.full((6,), 1e-3)
+    best = mix.log_posterior(x0, a, s, torch.zeros(6, mix.num_components)).argmax(1)
+    for i in range(6):
+        view, k = divmod(int(best[i]), mix.num_components)
+        d = mix.flip(x0[i : i + 1], view)[0] - mix.means[k]  # the sample relative to its component's mean
+        n = mix.detail_direction(k)
+        grain = d - mix.basis @ (mix.basis.T @ d) - n * (n @ d)  # what no smooth field or detail contrast explains
+        rms_logit = float(grain.pow(2).mean().sqrt()) * model.gain(h, w)
+        assert rms_logit < 0.05 * model.config.noise_std + 1e-3, rms_logit
