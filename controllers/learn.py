@@ -165,7 +165,8 @@ class MidiLearn:
             if src.kind == "rel" and encoding is None:
                 return None  # a rel event with no known encoding cannot be saved; the decoder config is missing it
             mapping = MidiMapping(self._armed, source, encoding)
-            self._by_target = {t: m for t, m in self._by_target.items() if m.source != source}  # one control, one target
+            # one control drives one target: the source leaves any other target it had
+            self._by_target = {t: m for t, m in self._by_target.items() if m.source != source}
             self._by_target[mapping.target] = mapping
             self._armed = None
             return mapping

@@ -53,11 +53,12 @@ class MidiDecoderConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cc14", frozenset((int(c), int(m)) for c, m in self.cc14))
-        object.__setattr__(self, "relative", MappingProxyType({(int(c), int(n)): e for (c, n), e in self.relative.items()}))
+        relative = {(int(c), int(n)): e for (c, n), e in self.relative.items()}
+        object.__setattr__(self, "relative", MappingProxyType(relative))
         for channel, msb in self.cc14:
             _check_channel(channel)
             if not 0 <= msb <= 31:
-                raise ValueError(f"a 14-bit CC pair is named by its MSB controller, which must be in range 0..31, got {msb}")
+                raise ValueError(f"MSB controller must be in range 0..31 (a 14-bit pair is named by its MSB), got {msb}")
         for (channel, number), encoding in self.relative.items():
             _check_channel(channel)
             if not 0 <= number <= 127:
@@ -259,7 +260,7 @@ class _PortKeeper:
 
 
 class MidiInput:
-    """MIDI in: a port chosen by name fragment (reopened when it comes back) and/or a virtual port, decoded to a sink."""
+    """MIDI in: a port picked by name fragment (reopened when it comes back) and/or a virtual port, to a sink."""
 
     def __init__(self, sink: ControlSink, port: str | None = None, *, virtual_name: str | None = None,
                  backend: str | None = None, decoder: MidiDecoderConfig | None = None, clock: MidiClock | None = None,

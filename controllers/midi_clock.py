@@ -88,7 +88,8 @@ class MidiClock:
             if times:
                 gap = time_s - times[-1]
                 average = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0  # burst-proof
-                if gap < 0 or gap > self.config.timeout_s or (average > 0 and gap > self.config.max_gap_factor * average):
+                paused = gap > self.config.timeout_s or (average > 0 and gap > self.config.max_gap_factor * average)
+                if gap < 0 or paused:
                     times.clear()  # the sender paused: a new run
             times.append(time_s)
             self._bpm_dirty = True
@@ -164,7 +165,8 @@ def tick_counts(t: np.ndarray) -> np.ndarray:
         return np.arange(len(t), dtype=np.float64)
     typical = float(np.median(np.diff(t)))
     ratio = np.diff(t) / typical if typical > 0 else steps
-    if typical <= 0 or np.mean(np.abs(ratio - 1.0) <= _WHOLE) < _MIN_SINGLE_SHARE or np.mean(ratio >= _LONG) > _MAX_LONG_SHARE:
+    steady = np.mean(np.abs(ratio - 1.0) <= _WHOLE) >= _MIN_SINGLE_SHARE and np.mean(ratio >= _LONG) <= _MAX_LONG_SHARE
+    if typical <= 0 or not steady:
         return np.arange(len(t), dtype=np.float64)
     single = np.abs(ratio - 1.0) <= _WHOLE
     i, end = 0, len(t)

@@ -105,7 +105,7 @@ class MidiOutput:
         """Send a 14-bit CC pair (MSB controller 0..31, then its LSB at +32) for a 0..1 value if it changed."""
         _check_channel(channel)
         if not 0 <= msb <= 31:
-            raise ValueError(f"a 14-bit CC pair is named by its MSB controller, which must be in range 0..31, got {msb}")
+            raise ValueError(f"MSB controller must be in range 0..31 (a 14-bit pair is named by its MSB), got {msb}")
         return self.echo(f"midi/cc14/{channel}/{msb}", value)
 
     def _update(self, key: tuple[str, int, int], msgs: list[mido.Message]) -> bool:

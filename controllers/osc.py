@@ -303,8 +303,8 @@ class OscServer:
         try:
             self._server = _Server((host, port), self.router)
         except OSError as exc:
-            raise OSError(exc.errno, f"cannot listen for OSC on {host}:{port} ({exc.strerror}); is another program "
-                                     f"(another livekit, an OSC In in TouchDesigner) using it? pick another port") from exc
+            hint = "is another program (another livekit, an OSC In in TouchDesigner) using it? pick another port"
+            raise OSError(exc.errno, f"cannot listen for OSC on {host}:{port} ({exc.strerror}); {hint}") from exc
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="livekit-osc", daemon=True)
         self._thread.start()

@@ -59,7 +59,7 @@ class OscSender:
         self.messages_sent = 0
 
     def set(self, address: str, value: OscValue) -> None:
-        """Make `value` the latest for `address` (sent on the next tick if it changed); non-finite floats are dropped."""
+        """Make `value` the latest for `address` (sent on the next tick if changed); NaN and inf are dropped."""
         if not address.startswith("/"):
             raise ValueError(f"OSC addresses start with '/', got {address!r}")
         if isinstance(value, float) and not math.isfinite(value):
@@ -91,7 +91,8 @@ class OscSender:
                 self._client.send_message(address, value)
             except OSError as exc:  # receiver not there yet (ICMP refused), network down: keep the value, retry later
                 if not self._failing:
-                    log.warning("OSC out to %s:%d failed: %s (retrying quietly)", self.config.host, self.config.port, exc)
+                    config = self.config
+                    log.warning("OSC out to %s:%d failed: %s (retrying quietly)", config.host, config.port, exc)
                     self._failing = True
                 return count
             self._sent[address] = value

@@ -62,13 +62,21 @@ def apply_overrides(settings: ConditioningSettings, overrides: Mapping[str, str 
 
 
 def build_conditioning(
-    settings: ConditioningSettings, values: Mapping[str, float], noise_phase: float = 0.0, seed_index: int = 0
+    settings: ConditioningSettings, values: Mapping[str, float], noise_phase: float = 0.0, seed_index: int = 0,
+    prompt_index: int = 0,
 ) -> Conditioning:
     """The engine's Conditioning from settings and one tick's target values (pure)."""
     n = len(settings.prompts)
     weights = [max(w, 0.0) for _, w in settings.prompts]
     if values.get("morph") is not None:
-        weights = [w * m for w, m in zip(weights, neighbour_weights(n, values["morph"]))]
+        base = neighbour_weights(n, values["morph"])
+    elif values.get("prompt_step") is not None:  # stepping without a morph: one prompt at a time
+        base = (1.0,) + (0.0,) * (n - 1)
+    else:
+        base = None
+    if base is not None:
+        p = prompt_index % n
+        weights = [w * base[(i - p) % n] for i, w in enumerate(weights)]
     for i in range(n):
         factor = values.get(f"weight_{i}")
         if factor is not None:
@@ -101,6 +109,7 @@ class ConditioningBuilder:
     def __init__(self) -> None:
         self.noise_phase = 0.0  # radians
         self.seed_index = 0  # steps taken through the seed list
+        self.prompt_index = 0  # steps taken through the prompt list
         self._last_s: float | None = None
 
     def skip(self, now_s: float) -> None:
@@ -113,6 +122,7 @@ class ConditioningBuilder:
         self._last_s = now_s
         phase = self.noise_phase + values.get("noise_walk", 0.0) * dt_s
         index = self.seed_index + int(values.get("seed_step", 0.0))
-        conditioning = build_conditioning(settings, values, phase, index)
-        self.noise_phase, self.seed_index = phase, index
+        p_index = self.prompt_index + int(values.get("prompt_step", 0.0))
+        conditioning = build_conditioning(settings, values, phase, index, p_index)
+        self.noise_phase, self.seed_index, self.prompt_index = phase, index, p_index
         return conditioning

@@ -59,6 +59,7 @@ BUILTIN_TARGETS: dict[str, Target] = {
         Target("morph", None, span=(0.0, 1.0), clamp=(0.0, 1.0)),  # 0..1 across the prompt list
         Target("seed_morph", None, span=(0.0, 1.0), clamp=(0.0, 1.0)),  # 0..1 across the seed list
         Target("seed_step", None, trigger=True),  # each event steps to the next seed
+        Target("prompt_step", None, trigger=True),  # each event steps to the next prompt
         Target("noise_walk", 0.0, span=(0.0, 1.0)),  # noise-walk speed, radians per second
         Target("guidance", 1.0, span=(1.0, 3.0)),  # CFG scale
         Target("delta", 1.0, span=(0.0, 1.0)),  # residual-CFG delta

@@ -104,7 +104,7 @@ def target_value(owner: str, name: str, value: Any, params: Mapping[str, Param])
         if value is None and name in ("guidance", "delta", "strength", "noise_walk"):
             raise SketchError(f"{owner}: {name} needs a number or a source, got None", name)
         return value
-    if name in ("seed_step", "scene"):
+    if name in ("seed_step", "prompt_step", "scene"):
         raise SketchError(f"{owner}: {name} takes a source such as audio.beat or midi.note(36), got {value!r}", name)
     if name in params:
         rng = params[name].range or (-math.inf, math.inf)

@@ -70,6 +70,7 @@ class Sketch:
     morph: Any = None  # 0..1 across the prompt list (None = the declared weights)
     seed_morph: Any = None  # 0..1 across the seed list (None = one seed at a time)
     seed_step: Any = None  # a trigger source: each event steps to the next seed
+    prompt_step: Any = None  # a trigger source: each event steps to the next prompt (morph moves around it)
     weights: Any = None  # per-prompt weight multipliers (numbers or sources); same as weight_<i>
     scene: Any = None  # a source selecting the scene by index (e.g. midi.program())
 

@@ -36,13 +36,16 @@ class BuiltinModel(MixtureDenoiser):
         self.specs = component_specs()
         encoder = builtin_encoder()
         reference = render_components(self.specs, TAG_LATENT_SIZE, TAG_LATENT_SIZE)  # (K, 3, 32, 32)
+        self._reference = reference  # also the components of 256x256 output
         super().__init__("builtin", self._render, tag_matrix(self.specs, encoder, reference), encoder, config,
                          BUILTIN_DEFAULTS, device, dtype, centre=logit_centre(reference, config))
 
     def _render(self, height: int, width: int) -> Components:
         variation = torch.tensor([spec.variation for spec in self.specs], dtype=torch.float64)  # (K, 3)
         mirrors = torch.tensor([spec.mirrors for spec in self.specs])  # (K, 4)
-        return Components(render_components(self.specs, height, width), variation, mirrors)
+        same = (height, width) == tuple(self._reference.shape[-2:])
+        images = self._reference if same else render_components(self.specs, height, width)
+        return Components(images, variation, mirrors)
 
 
 def load_builtin(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> BuiltinModel:

@@ -7,11 +7,12 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.builtin_text import COLOUR_TAGS
 
+Array = np.ndarray  # (H, W) float32 fields; rendering is numpy: thousands of small elementwise ops, one thread
 Tensor = torch.Tensor
 
 
@@ -47,199 +48,205 @@ PALETTES: tuple[Palette, ...] = (
 )
 
 
-def _sstep(e0: float, e1: float, x: Tensor) -> Tensor:
+def _frac(x: Array) -> Array:
+    """Fractional part (x >= 0 here)."""
+    return np.mod(x, 1.0)
+
+
+def _sstep(e0: float, e1: float, x: Array) -> Array:
     """Smoothstep from e0 to e1 (e1 < e0 gives a falling step)."""
-    t = ((x - e0) / (e1 - e0)).clamp(0, 1)
+    t = np.clip((x - e0) / (e1 - e0), 0, 1)
     return t * t * (3 - 2 * t)
 
 
-def _gauss(q: Tensor) -> Tensor:
+def _gauss(q: Array) -> Array:
     """exp(-q), held above float32's denormal range (denormals make CPU math ~50x slower)."""
-    return torch.exp(-q.clamp(max=60.0))
+    return np.exp(-np.minimum(q, 60.0))
 
 
-def _glow(d: Tensor, width: float) -> Tensor:
+def _glow(d: Array, width: float) -> Array:
     """A soft line profile: 1 at distance 0, a Gaussian falloff."""
     return _gauss((d / width) ** 2)
 
 
-def _polar(x: Tensor, y: Tensor, rng: random.Random, spread: float = 0.3) -> tuple[Tensor, Tensor]:
+def _polar(x: Array, y: Array, rng: random.Random, spread: float = 0.3) -> tuple[Array, Array]:
     cx, cy = rng.uniform(-spread, spread), rng.uniform(-spread, spread)
-    return torch.hypot(x - cx, y - cy), torch.atan2(y - cy, x - cx)
+    return np.hypot(x - cx, y - cy), np.arctan2(y - cy, x - cx)
 
 
-def _gradient(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _gradient(x: Array, y: Array, rng: random.Random) -> Array:
     kind, ang, ph = rng.randrange(3), rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi)
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
     if kind == 0:  # linear with a gentle bend
-        return (0.5 + 0.38 * u + 0.08 * torch.sin(2.2 * v + ph)).clamp(0, 1)
+        return np.clip(0.5 + 0.38 * u + 0.08 * np.sin(2.2 * v + ph), 0, 1)
     if kind == 1:  # radial glow
         r, _ = _polar(x, y, rng, 0.5)
         return _gauss((r / rng.uniform(0.6, 1.1)) ** 2)
-    return (0.5 + 0.45 * torch.sin(1.3 * u + ph + 0.9 * torch.sin(1.7 * v + 2 * ph))).clamp(0, 1)  # aurora
+    return np.clip(0.5 + 0.45 * np.sin(1.3 * u + ph + 0.9 * np.sin(1.7 * v + 2 * ph)), 0, 1)  # aurora
 
 
-def _rings(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _rings(x: Array, y: Array, rng: random.Random) -> Array:
     r, _ = _polar(x, y, rng)
     freq, duty, ph = rng.uniform(1.8, 4.5), rng.uniform(0.3, 0.55), rng.random()
-    c = torch.cos(2 * math.pi * (freq * r - ph))
+    c = np.cos(2 * math.pi * (freq * r - ph))
     thr = math.cos(math.pi * duty)
     return _sstep(thr - 0.25, thr + 0.25, c) * (0.45 + 0.55 * _gauss((r / 1.3) ** 2))
 
 
-def _stripes(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _stripes(x: Array, y: Array, rng: random.Random) -> Array:
     ang, freq, warp = rng.uniform(0, math.pi), rng.uniform(1.5, 3.5), rng.uniform(0, 0.3)
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
-    u = u + warp * torch.sin(rng.uniform(1.5, 3.5) * v + rng.uniform(0, 6.3))
-    band = _sstep(-0.3, 0.3, torch.sin(2 * math.pi * freq * u))
-    return band * (0.65 + 0.35 * (0.5 + 0.5 * torch.tanh(v)))
+    u = u + warp * np.sin(rng.uniform(1.5, 3.5) * v + rng.uniform(0, 6.3))
+    band = _sstep(-0.3, 0.3, np.sin(2 * math.pi * freq * u))
+    return band * (0.65 + 0.35 * (0.5 + 0.5 * np.tanh(v)))
 
 
-def _blobs(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
-    field = torch.zeros_like(x)
+def _blobs(x: Array, y: Array, rng: random.Random) -> Array:
+    field = np.zeros_like(x)
     for _ in range(rng.randint(3, 7)):
         cx, cy, rad = rng.uniform(-0.9, 0.9), rng.uniform(-0.8, 0.8), rng.uniform(0.18, 0.42)
         field = field + rad**2 / ((x - cx) ** 2 + (y - cy) ** 2 + 1e-3)
     inside = _sstep(0.9, 1.1, field)
-    return 0.3 * field.clamp(0, 1) ** 2 + inside * (0.45 + 0.25 * (field / 4).clamp(0, 1))
+    return 0.3 * np.clip(field, 0, 1) ** 2 + inside * (0.45 + 0.25 * np.clip(field / 4, 0, 1))
 
 
-def _plasma(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _plasma(x: Array, y: Array, rng: random.Random) -> Array:
     r, _ = _polar(x, y, rng, 0.8)
-    u = (torch.sin(rng.uniform(1.5, 4) * x + rng.uniform(0, 6.3)) + torch.sin(rng.uniform(1.5, 4) * y + rng.uniform(0, 6.3))
-         + torch.sin(rng.uniform(1.5, 4) * (x + y) + rng.uniform(0, 6.3)) + torch.sin(rng.uniform(2, 5) * r))
-    return 0.5 + 0.5 * torch.sin(math.pi * rng.uniform(0.45, 0.9) * u)
+    u = (np.sin(rng.uniform(1.5, 4) * x + rng.uniform(0, 6.3)) + np.sin(rng.uniform(1.5, 4) * y + rng.uniform(0, 6.3))
+         + np.sin(rng.uniform(1.5, 4) * (x + y) + rng.uniform(0, 6.3)) + np.sin(rng.uniform(2, 5) * r))
+    return 0.5 + 0.5 * np.sin(math.pi * rng.uniform(0.45, 0.9) * u)
 
 
-def _grid(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _grid(x: Array, y: Array, rng: random.Random) -> Array:
     if rng.random() < 0.5:  # flat glowing grid
         ang, k = rng.uniform(0, math.pi / 2), rng.uniform(2, 4)
         u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
-        du = (torch.frac(u * k + 100.5) - 0.5).abs() / k
-        dv = (torch.frac(v * k + 100.5) - 0.5).abs() / k
-        return 0.1 + 0.85 * _glow(torch.minimum(du, dv), 0.05) * (0.6 + 0.4 * _gauss(x * x + y * y))
+        du = np.abs(_frac(u * k + 100.5) - 0.5) / k
+        dv = np.abs(_frac(v * k + 100.5) - 0.5) / k
+        return 0.1 + 0.85 * _glow(np.minimum(du, dv), 0.05) * (0.6 + 0.4 * _gauss(x * x + y * y))
     h0, k = rng.uniform(-0.25, 0.05), rng.uniform(1.5, 2.5)  # synthwave floor, sky and sun
-    below = (h0 - y).clamp_min(0.02)
+    below = np.maximum(h0 - y, 0.02)
     depth = 0.6 / below
-    dx = (torch.frac(x * depth * k + 100.5) - 0.5).abs() / (depth * k)
-    dz = (torch.frac(depth * k + rng.random()) - 0.5).abs() * below * below / (0.6 * k)
-    floor = 0.05 + 0.9 * _glow(torch.minimum(dx, dz), 0.025) * _sstep(0.0, 0.12, h0 - y)
+    dx = np.abs(_frac(x * depth * k + 100.5) - 0.5) / (depth * k)
+    dz = np.abs(_frac(depth * k + rng.random()) - 0.5) * below * below / (0.6 * k)
+    floor = 0.05 + 0.9 * _glow(np.minimum(dx, dz), 0.025) * _sstep(0.0, 0.12, h0 - y)
     sun_r, sun_y = rng.uniform(0.35, 0.55), h0 + rng.uniform(0.25, 0.45)
-    sun = _sstep(sun_r + 0.02, sun_r - 0.02, torch.hypot(x, y - sun_y))
-    cuts = torch.where(y < sun_y, _sstep(-0.3, 0.3, torch.sin(28 * (y - sun_y) * (1 + 2 * (sun_y - y)))), torch.ones_like(y))
+    sun = _sstep(sun_r + 0.02, sun_r - 0.02, np.hypot(x, y - sun_y))
+    cuts = np.where(y < sun_y, _sstep(-0.3, 0.3, np.sin(28 * (y - sun_y) * (1 + 2 * (sun_y - y)))), np.ones_like(y))
     sky = 0.15 + 0.25 * _sstep(h0 + 1.5, h0, y) + 0.6 * sun * cuts * (0.7 + 0.3 * _sstep(sun_y - sun_r, sun_y + sun_r, y))
-    return torch.where(y < h0, floor, sky)
+    return np.where(y < h0, floor, sky)
 
 
-def _star_layer(x: Tensor, y: Tensor, gen: torch.Generator, cell: float, size: float, chance: float) -> Tensor:
+def _star_layer(x: Array, y: Array, gen: np.random.Generator, cell: float, size: float, chance: float) -> Array:
     """At most one star per cell of a grid over [-4, 4]^2, jittered inside the cell's middle half."""
     n = int(8 / cell) + 1
-    jitter = torch.rand(2, n, n, generator=gen) * 0.5 + 0.25  # star position inside its cell
-    bright = torch.rand(n, n, generator=gen) * (torch.rand(n, n, generator=gen) < chance)
-    i, j = ((y + 4) / cell).floor().long().clamp(0, n - 1), ((x + 4) / cell).floor().long().clamp(0, n - 1)
+    jitter = gen.random((2, n, n), dtype=np.float32) * 0.5 + 0.25  # star position inside its cell
+    bright = gen.random((n, n), dtype=np.float32) * (gen.random((n, n)) < chance)
+    i = np.clip(np.floor((y + 4) / cell).astype(np.int64), 0, n - 1)
+    j = np.clip(np.floor((x + 4) / cell).astype(np.int64), 0, n - 1)
     sx, sy = (j + jitter[0, i, j]) * cell - 4, (i + jitter[1, i, j]) * cell - 4
     d2 = (x - sx) ** 2 + (y - sy) ** 2
     return bright[i, j] * (_gauss(d2 / size**2) + 0.3 * _gauss(d2 / (3 * size) ** 2))
 
 
-def _stars(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
-    gen = torch.Generator().manual_seed(rng.randrange(2**31))
-    haze = 0.5 + 0.5 * torch.sin(rng.uniform(1, 2.5) * x + 1.7 * torch.sin(rng.uniform(1, 2) * y + rng.uniform(0, 6)))
+def _stars(x: Array, y: Array, rng: random.Random) -> Array:
+    gen = np.random.default_rng(rng.randrange(2**31))
+    haze = 0.5 + 0.5 * np.sin(rng.uniform(1, 2.5) * x + 1.7 * np.sin(rng.uniform(1, 2) * y + rng.uniform(0, 6)))
     field = 0.14 * haze**2
     for cell, size, chance in ((0.16, 0.012, 0.5), (0.35, 0.022, 0.5), (0.7, 0.035, 0.4)):
         field = field + _star_layer(x, y, gen, cell, size * rng.uniform(0.8, 1.3), chance)
-    return field.clamp(0, 1)
+    return np.clip(field, 0, 1)
 
 
-def _waves(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _waves(x: Array, y: Array, rng: random.Random) -> Array:
     n, amp, freq, ph = rng.randint(3, 7), rng.uniform(0.08, 0.25), rng.uniform(1.5, 4), rng.uniform(0, 6.3)
     filled = rng.random() < 0.4
-    out = torch.zeros_like(x)
+    out = np.zeros_like(x)
     for i in range(n):
-        wave = -0.9 + 1.8 * (i + 0.5) / n + amp * torch.sin(freq * x + ph + 1.3 * i)
+        wave = -0.9 + 1.8 * (i + 0.5) / n + amp * np.sin(freq * x + ph + 1.3 * i)
         if filled:  # stacked hills, brighter towards the top
-            out = torch.maximum(out, _sstep(-0.02, 0.02, y - wave) * (i + 1) / n)
+            out = np.maximum(out, _sstep(-0.02, 0.02, y - wave) * (i + 1) / n)
         else:  # glowing lines
-            out = torch.maximum(out, _glow(y - wave, 0.035) * (0.55 + 0.45 * (i + 1) / n))
+            out = np.maximum(out, _glow(y - wave, 0.035) * (0.55 + 0.45 * (i + 1) / n))
     return out
 
 
-def _tunnel(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _tunnel(x: Array, y: Array, rng: random.Random) -> Array:
     r, th = _polar(x, y, rng, 0.2)
     depth, n = rng.uniform(0.25, 0.5) / (r + 0.03) + rng.random(), rng.choice((4, 6, 8, 10, 12))
     if rng.random() < 0.5:
-        pattern = _sstep(-0.25, 0.25, torch.sin(2 * math.pi * depth) * torch.sin(n * th))
+        pattern = _sstep(-0.25, 0.25, np.sin(2 * math.pi * depth) * np.sin(n * th))
     else:
-        pattern = _sstep(0.2, 0.7, torch.cos(2 * math.pi * depth))
+        pattern = _sstep(0.2, 0.7, np.cos(2 * math.pi * depth))
     return pattern * _sstep(0.06, 0.7, r) * 0.9 + 0.05
 
 
-def _spiral(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _spiral(x: Array, y: Array, rng: random.Random) -> Array:
     r, th = _polar(x, y, rng, 0.2)
     arms, twist = rng.randint(1, 6), rng.uniform(2, 6) * rng.choice((-1, 1))
-    c = torch.cos(arms * th - twist * torch.log(r + 0.02))
+    c = np.cos(arms * th - twist * np.log(r + 0.02))
     return _sstep(-0.2, 0.3, c) * _sstep(0.0, 0.25, r) * 0.85 + 0.8 * _gauss((r / 0.12) ** 2)
 
 
-def _rays(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _rays(x: Array, y: Array, rng: random.Random) -> Array:
     r, th = _polar(x, y, rng, 0.25)
     n, twist, core = rng.randint(6, 18), rng.uniform(-1.5, 1.5), rng.uniform(0.1, 0.3)
-    beams = _sstep(0.0, 0.5, torch.cos(n * th + twist * r)) * _gauss(r / rng.uniform(0.8, 2.0))
-    return torch.maximum(0.85 * beams, _sstep(core + 0.02, core - 0.02, r)).clamp(0, 1)
+    beams = _sstep(0.0, 0.5, np.cos(n * th + twist * r)) * _gauss(r / rng.uniform(0.8, 2.0))
+    return np.clip(np.maximum(0.85 * beams, _sstep(core + 0.02, core - 0.02, r)), 0, 1)
 
 
-def _checker(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _checker(x: Array, y: Array, rng: random.Random) -> Array:
     ang, k, warp = rng.uniform(0, math.pi / 2), rng.uniform(3, 6), rng.uniform(0, 0.5)
     r2 = x * x + y * y
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
     u, v = u * (1 + warp * r2), v * (1 + warp * r2)  # a gentle fisheye
-    cells = _sstep(-0.25, 0.25, torch.sin(k * u) * torch.sin(k * v))
-    return 0.08 + 0.8 * cells + 0.12 * (0.5 + 0.5 * torch.tanh(y))
+    cells = _sstep(-0.25, 0.25, np.sin(k * u) * np.sin(k * v))
+    return 0.08 + 0.8 * cells + 0.12 * (0.5 + 0.5 * np.tanh(y))
 
 
-def _flower(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _flower(x: Array, y: Array, rng: random.Random) -> Array:
     r, th = _polar(x, y, rng, 0.1)
     n, layers, amp = rng.randint(3, 12), rng.randint(2, 4), rng.uniform(0.15, 0.35)
-    out = torch.zeros_like(x)
+    out = np.zeros_like(x)
     for i in range(layers):  # outer layer first, each inner layer painted over it
         rad = 0.95 * (layers - i) / layers
-        edge = rad * (1 + amp * torch.cos(n * th + i * math.pi / n))
-        out = torch.where(r < edge, torch.full_like(x, 0.35 + 0.65 * (i + 1) / layers), out)
-    glow = _sstep(0.05, -0.05, r - 0.95 * (1 + amp * torch.cos(n * th)))
-    return torch.maximum(out * (0.75 + 0.25 * torch.cos(n * th * 2) ** 2), 0.15 * glow)
+        edge = rad * (1 + amp * np.cos(n * th + i * math.pi / n))
+        out = np.where(r < edge, np.full_like(x, 0.35 + 0.65 * (i + 1) / layers), out)
+    glow = _sstep(0.05, -0.05, r - 0.95 * (1 + amp * np.cos(n * th)))
+    return np.maximum(out * (0.75 + 0.25 * np.cos(n * th * 2) ** 2), 0.15 * glow)
 
 
-def _cells(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _cells(x: Array, y: Array, rng: random.Random) -> Array:
     pts = [(rng.uniform(-1.8, 1.8), rng.uniform(-1.2, 1.2), rng.random()) for _ in range(rng.randint(10, 24))]
-    d = torch.stack([torch.hypot(x - px, y - py) for px, py, _ in pts])  # (P, H, W)
-    two, idx = torch.topk(d, 2, dim=0, largest=False)
-    shade = torch.tensor([v for _, _, v in pts], dtype=x.dtype)[idx[0]]
+    d = np.stack([np.hypot(x - px, y - py) for px, py, _ in pts])  # (P, H, W)
+    two = np.partition(d, 1, axis=0)[:2]  # nearest and second-nearest distances
+    shade = np.array([v for _, _, v in pts], dtype=x.dtype)[d.argmin(axis=0)]
     edge = _glow(two[1] - two[0], 0.04)
-    return torch.maximum(0.15 + 0.45 * shade * (1 - (two[0] / 0.9).clamp(0, 1)), edge * 0.95)
+    return np.maximum(0.15 + 0.45 * shade * (1 - np.clip(two[0] / 0.9, 0, 1)), edge * 0.95)
 
 
-def _dots(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _dots(x: Array, y: Array, rng: random.Random) -> Array:
     ang, k = rng.uniform(0, math.pi / 2), rng.uniform(3, 6)
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
-    du, dv = torch.frac(u * k / 2 + 100.5) - 0.5, torch.frac(v * k / 2 + 100.5) - 0.5
-    d = torch.hypot(du, dv)
-    rad = 0.1 + 0.32 * (0.5 + 0.5 * torch.sin(rng.uniform(1, 2.5) * x + rng.uniform(0, 6.3)) * torch.cos(rng.uniform(1, 2) * y))
+    du, dv = _frac(u * k / 2 + 100.5) - 0.5, _frac(v * k / 2 + 100.5) - 0.5
+    d = np.hypot(du, dv)
+    rad = 0.1 + 0.32 * (0.5 + 0.5 * np.sin(rng.uniform(1, 2.5) * x + rng.uniform(0, 6.3)) * np.cos(rng.uniform(1, 2) * y))
     return 0.08 + 0.85 * _sstep(0.03, -0.03, d - rad)
 
 
-def _kaleidoscope(x: Tensor, y: Tensor, rng: random.Random) -> Tensor:
+def _kaleidoscope(x: Array, y: Array, rng: random.Random) -> Array:
     r, th = _polar(x, y, rng, 0.05)
     n = rng.choice((5, 6, 8, 10, 12))
     sector = 2 * math.pi / n
-    folded = ((th % sector) - sector / 2).abs()
-    u, v = r * torch.cos(folded), r * torch.sin(folded)
+    folded = np.abs((th % sector) - sector / 2)
+    u, v = r * np.cos(folded), r * np.sin(folded)
     f1, f2, ph = rng.uniform(3, 7), rng.uniform(3, 7), rng.uniform(0, 6.3)
-    field = torch.sin(f1 * u + ph) * torch.cos(f2 * v) + torch.sin(rng.uniform(2, 5) * r - ph)
+    field = np.sin(f1 * u + ph) * np.cos(f2 * v) + np.sin(rng.uniform(2, 5) * r - ph)
     return _sstep(-0.4, 0.6, field) * (0.5 + 0.5 * _sstep(1.4, 0.2, r)) + 0.04
 
 
 # family -> (field function, tags, smooth-variation multiplier)
-FAMILIES: dict[str, tuple[Callable[[Tensor, Tensor, random.Random], Tensor], tuple[str, ...], float]] = {
+FAMILIES: dict[str, tuple[Callable[[Array, Array, random.Random], Array], tuple[str, ...], float]] = {
     "gradient": (_gradient, ("gradient", "calm", "minimal", "soft"), 1.2),
     "rings": (_rings, ("rings", "geometric", "hypnotic"), 1.0),
     "stripes": (_stripes, ("stripes", "lines", "geometric"), 1.0),
@@ -293,37 +300,37 @@ def component_specs() -> tuple[ComponentSpec, ...]:
     )
 
 
-def apply_palette(field: Tensor, palette: Palette) -> Tensor:
+def apply_palette(field: Array, palette: Palette) -> Array:
     """(H, W) field in [0, 1] -> (3, H, W) colours, piecewise-linear between the palette's stops."""
-    stops = torch.tensor(palette.stops, dtype=field.dtype)  # (n, 3)
-    pos = field.clamp(0, 1) * (len(stops) - 1)
-    lo = pos.floor().long().clamp(max=len(stops) - 2)
-    w = (pos - lo).unsqueeze(0)
-    return stops[lo].permute(2, 0, 1) * (1 - w) + stops[lo + 1].permute(2, 0, 1) * w
+    stops = np.array(palette.stops, dtype=np.float32)  # (n, 3)
+    pos = np.clip(field, 0, 1) * (len(stops) - 1)
+    lo = np.minimum(np.floor(pos).astype(np.int64), len(stops) - 2)
+    w = (pos - lo)[..., None]
+    return (stops[lo] * (1 - w) + stops[lo + 1] * w).transpose(2, 0, 1)
 
 
-def coordinates(height: int, width: int, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
-    """(H, W) x and y with the short side spanning [-1, 1], y pointing up, pixel centres."""
+def coordinates(height: int, width: int) -> tuple[Array, Array]:
+    """(H, W) float32 x and y with the short side spanning [-1, 1], y pointing up, pixel centres."""
     scale = min(height, width) / 2
-    xs = (torch.arange(width, dtype=dtype) + 0.5 - width / 2) / scale
-    ys = -(torch.arange(height, dtype=dtype) + 0.5 - height / 2) / scale
-    return xs[None, :].expand(height, width), ys[:, None].expand(height, width)
+    xs = (np.arange(width, dtype=np.float32) + 0.5 - width / 2) / scale
+    ys = -(np.arange(height, dtype=np.float32) + 0.5 - height / 2) / scale
+    return np.broadcast_to(xs[None, :], (height, width)), np.broadcast_to(ys[:, None], (height, width))
 
 
-def render_component(spec: ComponentSpec, height: int, width: int) -> Tensor:
-    """(3, H, W) colours in [0, 1] of one component at full detail (the same picture at every size)."""
+def render_component(spec: ComponentSpec, height: int, width: int) -> Array:
+    """(3, H, W) float32 colours in [0, 1] of one component at full detail (the same picture at every size)."""
     x, y = coordinates(height, width)
     field = FAMILIES[spec.family][0](x, y, random.Random(spec.seed))
-    return apply_palette(field, spec.palette)
+    return apply_palette(field.astype(np.float32), spec.palette)
 
 
 def render_components(specs: tuple[ComponentSpec, ...], height: int, width: int) -> Tensor:
     """(K, 3, h, w) components at latent size (h, w): rendered supersampled, then area-averaged (band-limited)."""
     ss = 4 if max(height, width) <= 32 else 2
-    out = torch.empty(len(specs), 3, height, width)
+    out = np.empty((len(specs), 3, height, width), dtype=np.float32)
     for i, spec in enumerate(specs):
-        out[i] = F.avg_pool2d(render_component(spec, height * ss, width * ss)[None], ss)[0]
-    return out
+        out[i] = render_component(spec, height * ss, width * ss).reshape(3, height, ss, width, ss).mean(axis=(2, 4))
+    return torch.from_numpy(out)
 
 
 def colour_strengths(images: Tensor) -> Tensor:
@@ -332,7 +339,7 @@ def colour_strengths(images: Tensor) -> Tensor:
     mx, mn = images.max(dim=1).values, images.min(dim=1).values
     sat = (mx - mn) / mx.clamp_min(1e-6)
     delta = (mx - mn).clamp_min(1e-6)
-    hue = torch.where(mx == r, ((g - b) / delta) % 6, torch.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4)) * 60
+    hue = np.where(mx == r, ((g - b) / delta) % 6, np.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4)) * 60
     vivid = (sat > 0.35) & (mx > 0.25)
     bins = {  # hue ranges in degrees; gold is a dark or muted yellow-orange
         "red": (hue >= 345) | (hue < 15), "orange": (hue >= 15) & (hue < 42), "yellow": (hue >= 42) & (hue < 70),
@@ -344,7 +351,8 @@ def colour_strengths(images: Tensor) -> Tensor:
     frac["white"] = ((sat < 0.2) & (mx > 0.8)).float().mean(dim=(1, 2))
     frac["black"] = (mx < 0.12).float().mean(dim=(1, 2))
     strength = torch.stack([(frac[name] / 0.4).clamp(0, 1) for name in COLOUR_TAGS], dim=1)
-    strength = torch.where(strength < 0.2, torch.zeros_like(strength), strength)  # no tags for specks of colour
+    strength = np.where(strength < 0.2, np.zeros_like(strength), strength)  # no tags for specks of colour
     luma = (0.2126 * r + 0.7152 * g + 0.0722 * b).mean(dim=(1, 2))
-    light = torch.stack([_sstep(0.35, 0.15, luma), _sstep(0.45, 0.65, luma)], dim=1)
+    dark, bright = ((0.35 - luma) / 0.2).clamp(0, 1), ((luma - 0.45) / 0.2).clamp(0, 1)
+    light = torch.stack([dark, bright], dim=1)
     return torch.cat([strength, light], dim=1)

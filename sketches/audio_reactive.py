@@ -4,7 +4,7 @@
     livekit run sketches/audio_reactive.py --audio-in track.wav       (rehearse with a file)
 """
 
-from livekit import Sketch, audio, tempo
+from livekit import Sketch, audio
 
 
 class AudioReactive(Sketch):
@@ -12,4 +12,4 @@ class AudioReactive(Sketch):
     seeds = [1, 2, 3, 4, 5]
     noise_walk = audio.bass.range(0.0, 2.5).smooth(0.02, 0.3)  # the bass pushes the motion, fast attack
     seed_step = audio.onset                                      # every onset jumps to the next seed
-    morph = tempo.bar_phase.quantize("beat")                     # one prompt per beat (4 beats, 4 prompts)
+    prompt_step = audio.beat                                     # every beat steps to the next prompt

@@ -195,3 +195,15 @@ def test_relative_encoder_accumulates_steps() -> None:
     assert bus.snapshot(0.1)["x"] == pytest.approx(0.5 + 10 / 127)  # the encoder starts where the value was
     bus.push(ControlEvent("midi/rel/0/16", -200.0, 0.1))
     assert bus.snapshot(0.2)["x"] == 0.0
+
+
+def test_prompt_step_walks_the_prompt_list_one_prompt_per_event() -> None:
+    from livekit.conditioning_builder import ConditioningBuilder, ConditioningSettings
+
+    settings = ConditioningSettings((("a", 1.0), ("b", 1.0), ("c", 1.0)), "", (0,), "slerp")
+    builder = ConditioningBuilder()
+    shown = []
+    for t, step in enumerate([0.0, 1.0, 0.0, 1.0, 1.0]):
+        cond = builder.build(settings, {"prompt_step": step}, float(t))
+        shown.append([text for text, w in cond.prompts if w > 0])
+    assert shown == [["a"], ["b"], ["b"], ["c"], ["a"]]
