@@ -91,6 +91,7 @@ class AudioConfig:
     sample_rate: int | None = None  # Hz; None takes the device's default rate
     block_size: int = 256  # frames per PortAudio callback (5.3 ms at 48 kHz); 0 lets PortAudio choose
     latency: float | str = "low"  # PortAudio input latency: seconds, "low" or "high"
+    hops_per_wake: int = 2  # hops analysed per (cache-cold, costly) wake-up; 2 adds at most one hop of latency
     ring_s: float = 2.0  # ring buffer length: how far analysis may fall behind before audio is dropped
     stall_s: float = 1.0  # no audio for this long while open counts as a lost device
     reopen_s: float = 2.0  # pause between attempts to (re)open the device
@@ -101,6 +102,8 @@ class AudioConfig:
             raise ValueError(f"channels must be >= 1, got {self.channels}")
         if self.sample_rate is not None and self.sample_rate <= 0:
             raise ValueError(f"sample_rate must be > 0 Hz or None for the device default, got {self.sample_rate}")
+        if self.hops_per_wake < 1:
+            raise ValueError(f"hops_per_wake must be >= 1, got {self.hops_per_wake}")
         if self.block_size < 0:
             raise ValueError(f"block_size must be >= 0 frames (0 = PortAudio chooses), got {self.block_size}")
         if self.ring_s <= 0 or self.stall_s <= 0 or self.reopen_s <= 0:
@@ -272,6 +275,7 @@ class AudioInput:
 
     def _run(self) -> None:
         hop = self.analysis.hop
+        batch = hop * self.config.hops_per_wake
         block = np.zeros((hop, self.config.channels), dtype=np.float32)
         mono = np.zeros(hop, dtype=np.float64)
         next_attempt = time.monotonic() + self.config.reopen_s
@@ -304,8 +308,8 @@ class AudioInput:
                 self._report(f"audio input lost ({reason}); reopening")
                 self._close_stream()
                 next_attempt = now
-            # sleep until the next hop should be complete (time.sleep costs far less CPU than Event.wait)
-            time.sleep((max(hop - ring.available(), hop // 8) + 16) / analyzer.sample_rate)
+            # sleep until the next batch of hops should be complete (time.sleep costs far less CPU than Event.wait)
+            time.sleep((max(batch - ring.available(), hop // 8) + 16) / analyzer.sample_rate)
 
     def _reopen(self) -> None:
         if self.config.rescan_on_reopen:

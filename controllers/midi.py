@@ -185,7 +185,7 @@ class _PortKeeper:
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._reported_missing = False
+        self._reported: str | None = None  # the problem last logged
 
     @property
     def port(self) -> Any:
@@ -193,7 +193,9 @@ class _PortKeeper:
         return self._port
 
     def start(self) -> None:
-        """Try to open the port now, then keep watching it on a thread."""
+        """Try to open the port now, then keep watching it on a thread (once; a closed keeper stays closed)."""
+        if self._thread is not None:
+            return
         self.poll()
         self._thread = threading.Thread(target=self._run, name=f"livekit-{self._label}-watch", daemon=True)
         self._thread.start()
@@ -207,7 +209,7 @@ class _PortKeeper:
         try:
             names = self._names()
         except Exception as exc:  # a backend hiccup must not end the watcher; the next poll retries
-            log.warning("%s: listing MIDI ports failed: %s", self._label, exc)
+            self._report(f"listing MIDI ports failed: {exc}")
             return
         port = self._port
         if port is not None:
@@ -218,19 +220,23 @@ class _PortKeeper:
             self._close(port)
         name = find_port(names, self.fragment)
         if name is None:
-            if not self._reported_missing:
-                log.warning("%s: no MIDI port matches %r (available: %s); still looking",
-                            self._label, self.fragment, ", ".join(names) or "none")
-                self._reported_missing = True
+            self._report(f"no MIDI port matches {self.fragment!r} (available: {', '.join(names) or 'none'}); "
+                         "still looking")
             return
         try:
             opened = self._open_port(name)
         except Exception as exc:  # a port can vanish between listing and opening: retry on the next poll
-            log.warning("%s: opening MIDI port %r failed: %s", self._label, name, exc)
+            self._report(f"opening MIDI port {name!r} failed: {exc}")
             return
-        self._reported_missing = False
+        self._reported = None
         log.info("%s: MIDI port %r open", self._label, name)
         self._set(opened)
+
+    def _report(self, problem: str) -> None:
+        """Log a problem once; the same problem on later polls stays quiet until something changes."""
+        if problem != self._reported:
+            log.warning("%s: %s", self._label, problem)
+            self._reported = problem
 
     def _set(self, port: Any) -> None:
         with self._changed:

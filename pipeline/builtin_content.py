@@ -339,7 +339,7 @@ def colour_strengths(images: Tensor) -> Tensor:
     mx, mn = images.max(dim=1).values, images.min(dim=1).values
     sat = (mx - mn) / mx.clamp_min(1e-6)
     delta = (mx - mn).clamp_min(1e-6)
-    hue = np.where(mx == r, ((g - b) / delta) % 6, np.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4)) * 60
+    hue = torch.where(mx == r, ((g - b) / delta) % 6, torch.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4)) * 60
     vivid = (sat > 0.35) & (mx > 0.25)
     bins = {  # hue ranges in degrees; gold is a dark or muted yellow-orange
         "red": (hue >= 345) | (hue < 15), "orange": (hue >= 15) & (hue < 42), "yellow": (hue >= 42) & (hue < 70),
@@ -351,7 +351,7 @@ def colour_strengths(images: Tensor) -> Tensor:
     frac["white"] = ((sat < 0.2) & (mx > 0.8)).float().mean(dim=(1, 2))
     frac["black"] = (mx < 0.12).float().mean(dim=(1, 2))
     strength = torch.stack([(frac[name] / 0.4).clamp(0, 1) for name in COLOUR_TAGS], dim=1)
-    strength = np.where(strength < 0.2, np.zeros_like(strength), strength)  # no tags for specks of colour
+    strength = torch.where(strength < 0.2, torch.zeros_like(strength), strength)  # no tags for specks of colour
     luma = (0.2126 * r + 0.7152 * g + 0.0722 * b).mean(dim=(1, 2))
     dark, bright = ((0.35 - luma) / 0.2).clamp(0, 1), ((luma - 0.45) / 0.2).clamp(0, 1)
     light = torch.stack([dark, bright], dim=1)

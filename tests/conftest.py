@@ -43,12 +43,11 @@ class JackServer:
         subprocess.run(["jack_connect", "-s", self.name, source, destination], check=True, timeout=5)
 
 
-def _wait_until_answers(name: str, process: subprocess.Popen, timeout_s: float = 15.0) -> None:
+def _wait_until_answers(name: str, process: subprocess.Popen, log: Path, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out = process.stdout.read() if process.stdout else ""
-            raise RuntimeError(f"jackd exited with code {process.returncode}:\n{out}")
+            raise RuntimeError(f"jackd exited with code {process.returncode}:\n{log.read_text(errors='replace')}")
         probe = subprocess.run(["jack_lsp", "-s", name], capture_output=True, text=True, timeout=5)
         if probe.returncode == 0 and "system:" in probe.stdout:
             return
@@ -66,7 +65,7 @@ def _release_portaudio() -> None:
 
 
 @pytest.fixture(scope="session")
-def jack() -> JackServer:
+def jack(tmp_path_factory: pytest.TempPathFactory) -> JackServer:
     """A real JACK server (dummy backend, no realtime) for MIDI and audio tests; always stopped afterwards."""
     missing = [tool for tool in ("jackd", "jack_lsp", "jack_connect") if shutil.which(tool) is None]
     if missing:
@@ -75,13 +74,16 @@ def jack() -> JackServer:
             pytrace=False,
         )
     rate, period = 48000, 256
-    process = subprocess.Popen(
-        ["jackd", "--no-realtime", "-n", JACK_SERVER_NAME, "-d", "dummy", "-r", str(rate), "-p", str(period)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"},
-    )
+    # jackd writes a line per late cycle on a busy machine: into a file, never a pipe nobody drains (a full pipe
+    # would stop jackd, and every JACK client with it)
+    log = tmp_path_factory.mktemp("jack") / "jackd.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            ["jackd", "--no-realtime", "-n", JACK_SERVER_NAME, "-d", "dummy", "-r", str(rate), "-p", str(period)],
+            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "JACK_NO_AUDIO_RESERVATION": "1"},
+        )
     try:
-        _wait_until_answers(JACK_SERVER_NAME, process)
+        _wait_until_answers(JACK_SERVER_NAME, process, log)
         yield JackServer(JACK_SERVER_NAME, rate, period, process)
     finally:
         _release_portaudio()

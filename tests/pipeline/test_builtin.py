@@ -102,9 +102,9 @@ def test_frames_are_clean_no_white_noise_left(model: BuiltinModel) -> None:
     mix = model.mixture(h, w)
     # Everything the data distribution draws besides its white noise: every mean in every view, the smooth fields.
     views = [mix.flip(mix.means.double(), g) for g in range(len(mix.views))]
-    span = torch.cat(views + [mix.basis.double().T]).T  # (D, 4K + R)
-    coef = torch.linalg.lstsq(span, x0.T).solution
-    grain = x0.T - span @ coef  # (D, 4) the part of each frame no component or field explains
+    u, sv, _ = torch.linalg.svd(torch.cat(views + [mix.basis.double().T]).T, full_matrices=False)
+    u = u[:, sv > 1e-8 * sv[0]]  # (D, rank) orthonormal basis of what the components and fields can draw
+    grain = x0.T - u @ (u.T @ x0.T)  # (D, 4) the part of each frame no component or field explains
     rms_logit = grain.pow(2).mean(0).sqrt() * model.gain(h, w)
     start_noise_logit = model.gain(h, w)  # the start noise has unit std in latent units
     assert float(rms_logit.max()) < 1e-3 * start_noise_logit and float(rms_logit.max()) < 0.01, rms_logit
