@@ -21,7 +21,8 @@ from controllers.base import ControlEvent, TempoState
 class TempoSource(Protocol):
     """Anything with a tempo: MidiClock, the Ableton clock, AudioInput, TapTempo, ManualTempo, MasterClock."""
 
-    def tempo(self) -> TempoState | None: ...
+    def tempo(self) -> TempoState | None:
+        """The source's current view of the music, or None while it has none."""
 
 
 def beat_at(state: TempoState, time_s: float) -> float:

@@ -48,6 +48,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="a folder (PNG frames) or a video file (.mp4)")
     run.add_argument("--osc-port", type=int, default=None, help="OSC input port (default 9000; 0 = off)")
     run.add_argument("--osc-host", default="127.0.0.1", help="OSC bind address (0.0.0.0 to accept the network)")
+    run.add_argument("--osc-out", default=None, help="HOST:PORT that receives state (fps, bpm, beat, values)")
     run.add_argument("--midi-in", default=None, help="MIDI input port name or fragment ('virtual' = a livekit port)")
     run.add_argument("--audio-in", default=None, help="audio input device (name or index) or a WAV/FLAC file")
     run.add_argument("--no-reload", action="store_true", help="do not watch the sketch file for changes")

@@ -28,6 +28,7 @@ class InputOptions:
     midi_in: str | None = None  # port name fragment; "virtual" opens a port named "livekit"; None: auto
     audio_in: str | None = None  # device name fragment or index, or a WAV/FLAC path; None: auto
     midi_backend: str | None = None  # mido backend, e.g. "mido.backends.rtmidi/UNIX_JACK" (tests)
+    osc_out: str | None = None  # "host:port" that receives state (fps, bpm, beat, parameter values); None: off
 
 
 class Inputs:
@@ -41,6 +42,7 @@ class Inputs:
         self.needs = needs
         self.status = status
         self.osc: Any = None
+        self.osc_out: Any = None
         self.midi: Any = None
         self.midi_clock: Any = None
         self.audio: Any = None
@@ -68,6 +70,7 @@ class Inputs:
     def start(self) -> "Inputs":
         """Open what the options and the sketch ask for; report what could not be opened, never raise."""
         self._start_osc()
+        self._start_osc_out()
         self._start_midi()
         self._start_audio()
         from controllers.tempo import MasterClock
@@ -90,6 +93,26 @@ class Inputs:
             self.osc = None
             self._problem(f"OSC off: cannot listen on {self.options.osc_host}:{port} ({exc.strerror or exc}); "
                           "pass --osc-port to choose another port")
+
+    def _start_osc_out(self) -> None:
+        if not self.options.osc_out:
+            return
+        from controllers.osc_out import OscOutConfig, OscSender
+
+        host, _, port = self.options.osc_out.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"--osc-out must look like 127.0.0.1:9001, got {self.options.osc_out!r}")
+        self.osc_out = OscSender(OscOutConfig(host=host, port=int(port))).start()
+        self.status(f"livekit: OSC state out to {host}:{port} (/livekit/state/..., /livekit/<param>)")
+
+    def send_state(self, values: Any, fps: float | None, tempo: TempoState | None) -> None:
+        """Once per tick: parameter values and show state to the OSC out receiver (rate-limited by the sender)."""
+        if self.osc_out is None:
+            return
+        for name, value in values.items():
+            if isinstance(value, (int, float)):
+                self.osc_out.set_param(name, float(value))
+        self.osc_out.set_state(fps=fps, bpm=tempo.bpm if tempo else None, beat=tempo.beat if tempo else None)
 
     def _start_midi(self) -> None:
         wanted = self.options.midi_in
@@ -164,7 +187,7 @@ class Inputs:
         """Close every port and stream (idempotent); an audio device still opening is left to its daemon thread."""
         if self._audio_opener is not None:
             self._audio_opener.join(0.5)
-        for name in ("osc", "midi", "audio"):
+        for name in ("osc", "osc_out", "midi", "audio"):
             thing = getattr(self, name)
             if thing is None:
                 continue

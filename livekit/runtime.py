@@ -156,6 +156,7 @@ class Show:
         result = self.runner.tick(now, self.inputs.tempo(now))
         self._last_values = result.values
         self._worker.submit(result.conditioning, now)
+        self.inputs.send_state(result.values, self._worker.stats.generated_fps or None, self.inputs.tempo(now))
         if self.options.reload and now >= self._next_reload_check:
             self._next_reload_check = now + RELOAD_POLL_S
             self._maybe_reload()
@@ -341,7 +342,7 @@ def run_command(args: argparse.Namespace) -> int:
         sketch=args.sketch, model=args.model, size=args.size, device=args.device, fullscreen=args.fullscreen,
         display=args.display, headless=args.headless, frames=args.frames, out=args.out,
         inputs=InputOptions(osc_port=args.osc_port, osc_host=args.osc_host, midi_in=args.midi_in,
-                            audio_in=args.audio_in),
+                            audio_in=args.audio_in, osc_out=args.osc_out),
         reload=not args.no_reload,
     )
     try:

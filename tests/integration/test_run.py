@@ -189,3 +189,28 @@ def test_devices_lists_displays_and_says_what_is_missing(capsys: pytest.CaptureF
     found = json.loads(capsys.readouterr().out)
     assert found["displays"] and found["displays"][0]["size"][0] > 0
     assert {"midi_inputs", "midi_outputs", "audio_inputs", "problems"} <= set(found)
+
+
+def test_osc_out_sends_state_and_parameter_values(tmp_path: Path) -> None:
+    from pythonosc.dispatcher import Dispatcher
+    from pythonosc.osc_server import ThreadingOSCUDPServer
+
+    got: dict[str, float] = {}
+    dispatcher = Dispatcher()
+    dispatcher.set_default_handler(lambda address, *args: got.setdefault(address, args[0] if args else None))
+    server = ThreadingOSCUDPServer(("127.0.0.1", 0), dispatcher)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    sketch = _sketch(tmp_path / "probe.py", ["red"], "    glow = Param(0.25, range=(0.0, 1.0))\n")
+    run = ShowThread(sketch, tmp_path / "out",
+                     inputs=InputOptions(osc_port=0, osc_out=f"127.0.0.1:{server.server_address[1]}")).start()
+    try:
+        run.wait_frames(10)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not {"/livekit/glow", "/livekit/state/bpm"} <= set(got):
+            time.sleep(0.05)
+    finally:
+        run.stop()
+        server.shutdown()
+        server.server_close()
+    assert got["/livekit/glow"] == pytest.approx(0.25)
+    assert got["/livekit/state/bpm"] > 0
