@@ -40,7 +40,8 @@ PALETTES: tuple[Palette, ...] = (
     Palette("sunset", ((0.15, 0.02, 0.25), (0.65, 0.1, 0.4), (1, 0.4, 0.3), (1, 0.75, 0.35)), ("warm", "dreamy")),
     Palette("gold", ((0.03, 0.02, 0), (0.35, 0.22, 0.02), (0.8, 0.6, 0.1), (1, 0.92, 0.55)), ("luxurious", "warm")),
     Palette("mono", ((0, 0, 0), (0.35, 0.35, 0.35), (0.75, 0.75, 0.75), (1, 1, 1)), ("minimal",), chroma=0.15),
-    Palette("pastel", ((0.95, 0.8, 0.88), (0.8, 0.85, 1), (0.8, 0.97, 0.9), (1, 0.97, 0.8)), ("soft", "dreamy"), chroma=0.5),
+    Palette("pastel", ((0.3, 0.25, 0.42), (0.95, 0.68, 0.8), (0.68, 0.82, 1), (0.8, 1, 0.88), (1, 0.97, 0.82)),
+            ("soft", "dreamy"), chroma=0.5),
     Palette("rainbow", ((0.3, 0, 0.5), (0, 0.3, 1), (0, 0.9, 0.9), (0.2, 1, 0.2), (1, 0.95, 0), (1, 0.45, 0), (1, 0, 0.2)),
             ("psychedelic",)),
     Palette("twilight", ((0.02, 0, 0.06), (0.25, 0.05, 0.45), (0.55, 0.25, 0.85), (0.85, 0.7, 1)), ("mystic", "dreamy")),
@@ -153,7 +154,7 @@ def _stars(x: Array, y: Array, rng: random.Random) -> Array:
     gen = np.random.default_rng(rng.randrange(2**31))
     haze = 0.5 + 0.5 * np.sin(rng.uniform(1, 2.5) * x + 1.7 * np.sin(rng.uniform(1, 2) * y + rng.uniform(0, 6)))
     field = 0.14 * haze**2
-    for cell, size, chance in ((0.16, 0.012, 0.5), (0.35, 0.022, 0.5), (0.7, 0.035, 0.4)):
+    for cell, size, chance in ((0.16, 0.018, 0.5), (0.35, 0.028, 0.5), (0.7, 0.045, 0.4)):
         field = field + _star_layer(x, y, gen, cell, size * rng.uniform(0.8, 1.3), chance)
     return np.clip(field, 0, 1)
 
@@ -173,7 +174,7 @@ def _waves(x: Array, y: Array, rng: random.Random) -> Array:
 
 def _tunnel(x: Array, y: Array, rng: random.Random) -> Array:
     r, th = _polar(x, y, rng, 0.2)
-    depth, n = rng.uniform(0.25, 0.5) / (r + 0.03) + rng.random(), rng.choice((4, 6, 8, 10, 12))
+    depth, n = rng.uniform(0.35, 0.8) / (r + 0.03) + rng.random(), rng.choice((4, 6, 8, 10, 12))
     if rng.random() < 0.5:
         pattern = _sstep(-0.25, 0.25, np.sin(2 * math.pi * depth) * np.sin(n * th))
     else:
@@ -240,7 +241,7 @@ def _kaleidoscope(x: Array, y: Array, rng: random.Random) -> Array:
     sector = 2 * math.pi / n
     folded = np.abs((th % sector) - sector / 2)
     u, v = r * np.cos(folded), r * np.sin(folded)
-    f1, f2, ph = rng.uniform(3, 7), rng.uniform(3, 7), rng.uniform(0, 6.3)
+    f1, f2, ph = rng.uniform(5, 10), rng.uniform(5, 10), rng.uniform(0, 6.3)
     field = np.sin(f1 * u + ph) * np.cos(f2 * v) + np.sin(rng.uniform(2, 5) * r - ph)
     return _sstep(-0.4, 0.6, field) * (0.5 + 0.5 * _sstep(1.4, 0.2, r)) + 0.04
 
