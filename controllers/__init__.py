@@ -20,6 +20,17 @@ _MODULES = {
     "controllers.osc": ["OscServer", "OscConfig", "OscRouter", "Problem", "DEFAULT_OSC_PORT"],
     "controllers.osc_out": ["OscSender", "OscOutConfig"],
     "controllers.ableton": ["AbletonClock", "subscribe_ableton"],
+    "controllers.audio": ["AudioConfig", "AudioInput", "FileSource", "rescan", "list_input_devices",
+                          "find_input_device", "AudioUnavailable", "PortAudioMissing"],
+    "controllers.features": ["AnalyzerConfig", "AudioAnalyzer", "FeatureConfig", "analyze_array", "analysis_cost",
+                             "band_energy_fractions"],
+    "controllers.onsets": ["OnsetConfig", "match_onsets"],
+    "controllers.beat": ["BeatConfig", "BeatTracker"],
+    "controllers.envelope": ["EnvelopeConfig", "EnvelopeFollower", "EnvelopeBank"],
+    "controllers.ringbuffer": ["RingBuffer", "SampleClock"],
+    "controllers.tempo": ["ManualTempo", "TapTempo", "MasterClock", "ClockConfig", "Quantizer", "TempoSource",
+                          "beat_at", "next_boundary_time"],
+    "controllers.lfo": ["LFO", "LFOBank", "SHAPES"],
 }
 _EXPORTS = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_EXPORTS)
