@@ -141,6 +141,24 @@ def open_input_stream(config: AudioConfig, callback: Callable[..., None]) -> Inp
         raise AudioUnavailable(f"audio input unavailable: cannot open device {index} ({exc}). Continuing without audio.") from exc
 
 
+class _AudioTap:
+    """Hands each analysed hop of raw samples to an optional listener (e.g. a recording); never fatal."""
+
+    tap: Callable[[np.ndarray, int], None] | None = None  # (samples (n, channels) float32, sample_rate)
+    tap_errors = 0
+
+    def _tap(self, block: np.ndarray, sample_rate: int) -> None:
+        listener = self.tap
+        if listener is None:
+            return
+        try:
+            listener(np.array(block, dtype=np.float32), int(sample_rate))
+        except Exception:
+            self.tap_errors += 1
+            if self.tap_errors == 1:
+                log.exception("audio tap failed (reported once; later failures are only counted)")
+
+
 class _Delivery:
     """Calls a sink with events; a failing sink is counted and reported once, never fatal."""
 
@@ -160,7 +178,7 @@ class _Delivery:
                     log.exception("audio event sink failed (reported once; later failures are only counted)")
 
 
-class AudioInput:
+class AudioInput(_AudioTap):
     """A live input device analysed on its own thread; events go to the sink, tempo() serves the master clock."""
 
     def __init__(self, config: AudioConfig | None = None, sink: ControlSink | None = None,
@@ -295,6 +313,7 @@ class AudioInput:
                 if stamp is not None:
                     clock.observe(*stamp)
                 np.mean(block, axis=1, out=mono)
+                self._tap(block, analyzer.sample_rate)
                 try:
                     self._deliver(analyzer.process(mono, clock.time_of(ring.read)))
                 except Exception:  # a bug must not end the show: count it, report the first
@@ -322,7 +341,7 @@ class AudioInput:
             log.warning("audio input reopened")
 
 
-class FileSource:
+class FileSource(_AudioTap):
     """Plays a WAV/FLAC file through the same analysis, in real time for rehearsal or as fast as possible."""
 
     def __init__(self, path: str | Path, sink: ControlSink | None = None, analysis: AnalyzerConfig | None = None,
@@ -403,6 +422,7 @@ class FileSource:
                     time_s = start_s + played / self.sample_rate
                     if self.realtime:
                         self._stop.wait(max(0.0, time_s - time.monotonic()))
+                    self._tap(block.astype(np.float32), self.sample_rate)
                     self._deliver(self.analyzer.process(block.mean(axis=1), time_s))
         except Exception:
             log.exception("playing %s failed; continuing without file audio", self.path)

@@ -250,14 +250,28 @@ class Show:
     def _toggle_recording(self, path: Path | None = None) -> None:
         from livekit.recording import open_frame_writer
 
+        audio = self.inputs.audio if self.inputs is not None else None
         if self._recorder is None:
             path = path or Path.cwd() / time.strftime("livekit-%Y%m%d-%H%M%S.mp4")
-            self._recorder = open_frame_writer(path, fps=RECORD_FPS)
+            rate = self._audio_rate(audio)
+            self._recorder = open_frame_writer(path, fps=RECORD_FPS, audio_sample_rate=rate)
+            if rate is not None:  # the live input goes into the file beside the picture
+                audio.tap = self._recorder.add_audio
             self._stage.notify(f"recording {path.name}")
         else:
+            if audio is not None:
+                audio.tap = None
             self._recorder.close()
             self._recorder = None
             self._stage.notify("recording saved")
+
+    @staticmethod
+    def _audio_rate(audio: Any) -> int | None:
+        """Sample rate of the running audio input, or None when there is no audio to record."""
+        if audio is None:
+            return None
+        rate = getattr(audio, "sample_rate", None) or getattr(getattr(audio, "analyzer", None), "sample_rate", None)
+        return int(rate) if rate else None
 
     def _screenshot(self) -> None:
         from livekit.recording import save_png
@@ -319,6 +333,8 @@ class Show:
             log.warning("the inference thread did not stop within %.1f s", SHUTDOWN_TIMEOUT_S)
         if self.inputs is not None:
             self.inputs.close()
+        if self.inputs is not None and self.inputs.audio is not None:
+            self.inputs.audio.tap = None
         for name in ("_recorder", "_writer"):
             thing = getattr(self, name)
             if thing is not None:

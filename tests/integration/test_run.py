@@ -214,3 +214,17 @@ def test_osc_out_sends_state_and_parameter_values(tmp_path: Path) -> None:
         server.server_close()
     assert got["/livekit/glow"] == pytest.approx(0.25)
     assert got["/livekit/state/bpm"] > 0
+
+
+def test_recording_carries_the_live_audio_when_audio_is_active(tmp_path: Path) -> None:
+    import av
+
+    out = tmp_path / "show.mp4"
+    args = ["run", str(ROOT / "sketches" / "audio_reactive.py"), "--frames", "40", "--size", "64x64",
+            "--osc-port", "0", "--audio-in", str(_click_track(tmp_path / "clicks.wav")), "--out", str(out),
+            "--no-reload"]
+    assert main(args) == 0
+    with av.open(str(out)) as container:
+        assert container.streams.video and container.streams.audio
+        samples = sum(frame.samples for frame in container.decode(audio=0))
+    assert samples > 0
