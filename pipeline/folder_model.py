@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from pipeline.builtin_content import colour_strengths
 from pipeline.builtin_text import COLOUR_TAGS, FILLER_WORDS, LIGHT_TAGS, TagEncoder, builtin_encoder
-from pipeline.gaussian_mixture import Components, MixtureConfig, MixtureDenoiser, logit_centre
+from pipeline.builtin import Components, MixtureConfig, MixtureDenoiser, logit_centre
 from pipeline.protocol import ModelDefaults
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -50,19 +50,15 @@ def smooth_basis(height: int, width: int, modes: int) -> tuple[torch.Tensor, tor
 
 
 def _parity_matrix(n: int) -> torch.Tensor:
-    """(n, n) orthonormal: rows (e_i + e_{n-1-i})/sqrt2 (and the middle e_i) first, then (e_i - e_{n-1-i})/sqrt2."""
-    even, odd = [], []
-    for i in range(n // 2):
-        row = torch.zeros(n, dtype=torch.float64)
-        row[i], row[n - 1 - i] = 1, 1
-        even.append(row / math.sqrt(2))
-        odd.append(torch.cat([row[: n // 2], -row[n // 2 :]]) / math.sqrt(2) if n % 2 == 0 else
-                   torch.cat([row[: n // 2], torch.zeros(1, dtype=torch.float64), -row[n // 2 + 1 :]]) / math.sqrt(2))
+    """(n, n) orthonormal: rows (e_i + e_{n-1-i}) / sqrt2 (and the middle e_i) first, then (e_i - e_{n-1-i}) / sqrt2."""
+    m, r = n // 2, 1 / math.sqrt(2)
+    rows = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(m):
+        rows[i, i], rows[i, n - 1 - i] = r, r  # even under the flip
+        rows[n - m + i, i], rows[n - m + i, n - 1 - i] = r, -r  # odd under the flip
     if n % 2:
-        middle = torch.zeros(n, dtype=torch.float64)
-        middle[n // 2] = 1
-        even.append(middle)
-    return torch.stack(even + odd)
+        rows[m, m] = 1.0
+    return rows
 
 
 class MirrorCoordinates:

@@ -4,8 +4,9 @@ none    : one conditional evaluation per slot (batch N).
 full    : classic CFG, eps = eps_neg + g (eps_cond - eps_neg) with eps_neg from the negative prompt (batch 2N).
 self    : residual CFG, self-negative: eps_neg is approximated by delta * the frame's virtual residual noise, the
           noise that takes the frame's previous x0 estimate to its current latent (batch N).
-onetime : residual CFG, onetime-negative: one extra evaluation of slot 0 with the negative prompt refreshes the
-          residual noise each step; later slots carry it on as in `self` (batch N + 1).
+onetime : residual CFG, onetime-negative: one extra evaluation of slot 0 with the negative prompt gives the frame's
+          negative x0 estimate, which travels with the frame; at every slot the negative noise is the residual of
+          the latent against it, (x - alpha x0_neg) / sigma (batch N + 1).
 """
 
 from __future__ import annotations

@@ -85,7 +85,9 @@ class StreamEngine:
         dev, dt = self.model.device, self.model.dtype
         self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
         self._x0_prev = torch.zeros_like(self._x)  # (N, C, h, w) x0 each frame had at its previous slot
-        self._stock = torch.zeros_like(self._x)  # (N, C, h, w) residual-CFG stock noise per frame
+        # (N, C, h, w) what residual CFG carries per frame: "self" the virtual residual noise, "onetime" the
+        # negative prompt's x0 estimate from slot 0 (the negative noise at a slot is the residual against it)
+        self._stock = torch.zeros_like(self._x)
         self._needs_fill = True
         self._static_key: tuple | None = None
         self._static_count = 0
@@ -173,7 +175,8 @@ class StreamEngine:
     # ---- the stream --------------------------------------------------------------------------------------------
     def _x0(self, x: torch.Tensor, idx: torch.Tensor, emb: torch.Tensor, neg: torch.Tensor | None,
             stock: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
-        """Guided data prediction for latents x (B, C, h, w) at slots idx; one model call. Returns (x0, stock)."""
+        """Guided data prediction for latents x (B, C, h, w) at slots idx; one model call. Returns (x0, stock):
+        stock is the residual noise ("self") or the negative x0 estimate ("onetime") each frame carries."""
         t, alpha, sigma = self._t_model[idx], self.table.alpha[idx], self.table.sigma[idx]
         pred, mode, b = self.model.prediction_type, self.config.cfg, len(idx)
         cond_b = emb.expand(b, *emb.shape)  # (B, L, D)
@@ -187,19 +190,19 @@ class StreamEngine:
         elif mode == "self":
             eps_cond = samplers.to_eps(self._call(x, t, cond_b), x, alpha, sigma, pred)
             eps_neg = cond.delta * stock
-        else:  # onetime: refresh slot 0's stock noise with one negative-prompt evaluation
+        else:  # onetime: slot 0 evaluates the negative prompt once; its x0 travels with the frame
             first = idx == 0
             k = int(first.sum())
             if k:
                 xn, tn = x[first], t[first]
                 out = self._call(torch.cat([xn, x]), torch.cat([tn, t]), torch.cat([neg.expand(k, *neg.shape), cond_b]))
                 stock = stock.clone()
-                stock[first] = samplers.to_eps(out[:k], xn, alpha[first], sigma[first], pred)
+                stock[first] = samplers.to_x0(out[:k], xn, alpha[first], sigma[first], pred)
                 out = out[k:]
             else:
                 out = self._call(x, t, cond_b)
             eps_cond = samplers.to_eps(out, x, alpha, sigma, pred)
-            eps_neg = cond.delta * stock
+            eps_neg = cond.delta * residual_noise(x, stock, alpha, sigma)  # virtual negative noise at this slot
         eps = guide(eps_cond, eps_neg, cond.guidance)
         return (x - sigma.view(-1, 1, 1, 1) * eps) / alpha.view(-1, 1, 1, 1), stock
 
@@ -227,9 +230,11 @@ class StreamEngine:
         renoise = torch.cat([noise[1:], noise[:1]])  # leaving slot i, a frame is re-noised with slot i+1's noise
         x_next = samplers.advance(x, x0, self._x0_prev, renoise, self.table, idx)  # (N, C, h, w)
         out = x_next[-1:].clone()  # the frame leaving the last slot
-        if self.config.cfg in ("self", "onetime"):
+        if self.config.cfg == "self":
             nxt = residual_noise(x_next[:-1], x0[:-1], self.table.alpha_next[:-1], self.table.sigma_next[:-1])
             self._stock = torch.cat([torch.zeros_like(stock[:1]), nxt])
+        elif self.config.cfg == "onetime":
+            self._stock = torch.cat([torch.zeros_like(stock[:1]), stock[:-1]])
         self._x = torch.cat([torch.zeros_like(x[:1]), x_next[:-1]])
         self._x0_prev = torch.cat([torch.zeros_like(x0[:1]), x0[:-1]])
         entry, entry_stock = self._entry(noise, image_latent)
@@ -303,7 +308,7 @@ class StreamEngine:
             x0 = samplers.boundary(x0, x, self.table, idx)
             nxt = noise[i + 1 : i + 2] if i + 1 < self.slots else None
             x_next = samplers.advance(x, x0, x0_prev, nxt, self.table, idx)
-            if i + 1 < self.slots:
+            if i + 1 < self.slots and self.config.cfg == "self":
                 stock = residual_noise(x_next, x0, self.table.alpha_next[idx], self.table.sigma_next[idx])
             x, x0_prev = x_next, x0
         return self.model.decode(x)[0].clamp(0, 1)

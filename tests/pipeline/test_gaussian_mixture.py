@@ -8,10 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from pipeline.builtin import Components, MixtureConfig, MixtureDenoiser, check_size
 from pipeline.builtin_text import TagEncoder
-from pipeline.gaussian_mixture import (
-    FLIPS, Components, LowRankMixture, MixtureConfig, MixtureDenoiser, check_size, smooth_basis,
-)
+from pipeline.gaussian_mixture import FLIPS, LowRankMixture, MirrorCoordinates, smooth_basis
 from pipeline.noise_schedule import alpha_sigma_at
 from pipeline.protocol import Denoiser
 

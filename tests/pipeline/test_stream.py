@@ -156,3 +156,18 @@ def test_bad_engine_config_fails_at_the_edge() -> None:
         _engine("lcm", size_px=(50, 50)) if False else StreamEngine(GaussianModel(), EngineConfig(size_px=(50, 50)))
     with pytest.raises(ValueError, match="cfg must be one of"):
         _engine("lcm", 4, "double")
+
+
+@pytest.mark.parametrize("cfg", ["full", "onetime"])
+def test_negative_prompt_pushes_away_in_txt2img(cfg: str) -> None:
+    """With the Gaussian model the embedding shifts the data mean: a negative prompt moves frames the other way."""
+    model = GaussianModel()
+    shift = float(model.encode_prompt("warm").mean())
+
+    def mean_for(negative: str) -> float:
+        eng = StreamEngine(model, EngineConfig(size_px=SIZE, sampler="ddim", steps=4, cfg=cfg))
+        cond = Conditioning(prompts=(("", 1.0),), negative_prompt=negative, seeds=((1, 1.0),), guidance=3.0)
+        return float(torch.logit(eng.step(cond)[:, 0].clamp(1e-6, 1 - 1e-6)).mean())
+
+    plain, away = mean_for(""), mean_for("warm")
+    assert (away - plain) * shift < 0 and abs(away - plain) > 0.1 * abs(shift)
