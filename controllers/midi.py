@@ -265,7 +265,42 @@ class _PortKeeper:
         self._close_lister()
 
 
-class MidiInput:
+class _KeptPorts:
+    """What MIDI in and out share: an optional virtual port plus a named port a _PortKeeper reopens."""
+
+    _keeper: _PortKeeper | None
+    _virtual: Any
+
+    @property
+    def connected(self) -> bool:
+        """True while the named port is open (always True for a virtual-only port once started)."""
+        return self._virtual is not None if self._keeper is None else self._keeper.port is not None
+
+    @property
+    def port_name(self) -> str | None:
+        """Full name of the open named port, or None."""
+        port = None if self._keeper is None else self._keeper.port
+        return None if port is None else port.name
+
+    def wait_connected(self, timeout_s: float, connected: bool = True) -> bool:
+        """Wait until the named port is open (or, with connected=False, gone); True if it happened in time."""
+        if self._keeper is None:
+            return self.connected == connected
+        return self._keeper.wait(connected, timeout_s)
+
+    def close(self) -> None:
+        """Close every port and stop the watcher."""
+        if self._keeper is not None:
+            self._keeper.close()
+        if self._virtual is not None:
+            self._virtual.close()
+            self._virtual = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class MidiInput(_KeptPorts):
     """MIDI in: a port picked by name fragment (reopened when it comes back) and/or a virtual port, to a sink."""
 
     def __init__(self, sink: ControlSink, port: str | None = None, *, virtual_name: str | None = None,
@@ -312,33 +347,5 @@ class MidiInput:
             self._keeper.start()
         return self
 
-    @property
-    def connected(self) -> bool:
-        """True while the named port is open (always True for a virtual-only input once started)."""
-        return self._virtual is not None if self._keeper is None else self._keeper.port is not None
-
-    @property
-    def port_name(self) -> str | None:
-        """Full name of the open named port, or None."""
-        port = None if self._keeper is None else self._keeper.port
-        return None if port is None else port.name
-
-    def wait_connected(self, timeout_s: float, connected: bool = True) -> bool:
-        """Wait until the named port is open (or, with connected=False, gone); True if it happened in time."""
-        if self._keeper is None:
-            return self.connected == connected
-        return self._keeper.wait(connected, timeout_s)
-
-    def close(self) -> None:
-        """Close every port and stop the watcher."""
-        if self._keeper is not None:
-            self._keeper.close()
-        if self._virtual is not None:
-            self._virtual.close()
-            self._virtual = None
-
     def __enter__(self) -> MidiInput:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

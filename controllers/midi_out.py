@@ -16,7 +16,7 @@ from typing import Any
 
 import mido
 
-from controllers.midi import MidiSource, _check_channel, _PortKeeper, open_backend, parse_midi_source
+from controllers.midi import MidiSource, _check_channel, _KeptPorts, _PortKeeper, open_backend, parse_midi_source
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def messages_for(source: MidiSource, value: float) -> list[mido.Message]:
     return [mido.Message("program_change", channel=ch, program=min(127, max(0, round(value))))]
 
 
-class MidiOutput:
+class MidiOutput(_KeptPorts):
     """Sends control values to a port chosen by name fragment (reopened when it comes back) and/or a virtual port."""
 
     def __init__(self, port: str | None = None, *, virtual_name: str | None = None, backend: str | None = None,
@@ -71,17 +71,6 @@ class MidiOutput:
         if self._keeper is not None:
             self._keeper.start()
         return self
-
-    @property
-    def connected(self) -> bool:
-        """True while the named port is open (always True for a virtual-only output once started)."""
-        return self._virtual is not None if self._keeper is None else self._keeper.port is not None
-
-    def wait_connected(self, timeout_s: float, connected: bool = True) -> bool:
-        """Wait until the named port is open (or gone); True if it happened in time."""
-        if self._keeper is None:
-            return self.connected == connected
-        return self._keeper.wait(connected, timeout_s)
 
     def _ports(self) -> list[Any]:
         named = None if self._keeper is None else self._keeper.port
@@ -136,16 +125,5 @@ class MidiOutput:
             self._failing = False
             return sent
 
-    def close(self) -> None:
-        """Close every port."""
-        if self._keeper is not None:
-            self._keeper.close()
-        if self._virtual is not None:
-            self._virtual.close()
-            self._virtual = None
-
     def __enter__(self) -> MidiOutput:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -125,7 +125,7 @@ class LowRankMixture:
             self.view_log_prior = torch.zeros(1, k, **opts)  # (G, K)
             self.coords: MirrorCoordinates | None = None
             self._blocks, self._signs = [slice(0, d)], torch.ones(1, 1, **opts)  # (G, blocks)
-            self._means_c, self._basis_c = self.means, self.basis
+            means_c, self._basis_c = self.means, self.basis
             self._basis_signs = torch.ones(1, basis.shape[1], **opts)  # (G, R)
         else:
             if image_shape is None or math.prod(image_shape) != d:
@@ -137,10 +137,11 @@ class LowRankMixture:
             self.view_log_prior = torch.log(allowed / allowed.sum(1, keepdim=True)).T.contiguous()  # (G, K)
             self.coords = MirrorCoordinates(image_shape, means.dtype, means.device)
             self._blocks, self._signs = self.coords.blocks, FLIP_SIGNS.to(**opts)
-            self._means_c = self.coords.forward(self.means).contiguous()  # (K, D) means in even/odd coordinates
+            means_c = self.coords.forward(self.means)  # (K, D) means in even/odd coordinates
             self._basis_c = self.coords.forward(self.basis.T).T.contiguous()  # (D, R)
             block_of = torch.stack([self._basis_c[sl].abs().sum(0) for sl in self._blocks]).argmax(0)  # (R,)
             self._basis_signs = self._signs[:, block_of]  # (G, R): smooth fields are even or odd, never mixed
+        self._means_blocks = [means_c[:, sl].contiguous() for sl in self._blocks]  # (K, D_p) per block
 
     @property
     def num_components(self) -> int:
@@ -160,7 +161,7 @@ class LowRankMixture:
         gd = a2 * self.detail_var[None] / (wd * v)  # (B, K)
         logdet = torch.log(wb / v[:, :, None]).sum(-1) + torch.log(wd / v)  # (B, K) log det up to a common term
         xc = x if self.coords is None else self.coords.forward(x)  # (B, D)
-        per_block = torch.stack([xc[:, sl] @ self._means_c[:, sl].T for sl in self._blocks])  # (blocks, B, K)
+        per_block = torch.stack([xc[:, sl] @ m.T for sl, m in zip(self._blocks, self._means_blocks)])  # (P, B, K)
         xm = torch.einsum("gp,pbk->gbk", self._signs[:n_views], per_block)  # (G, B, K) (F_g x) . mu_k
         xb = (xc @ self._basis_c)[None] * self._basis_signs[:n_views, None, :]  # (G, B, R) S^T F_g x
         xbm = (xb.reshape(n_views * b, -1) @ self.means_b.T).reshape(n_views, b, k)  # (G, B, K)
@@ -196,7 +197,7 @@ class LowRankMixture:
         spread = xbt * torch.bmm(gamma, gb) - a[:, :, None] * torch.bmm(gamma, gbm)  # (B, G, R)
         field = -(sg[:, :, None] * spread).transpose(0, 1) - h @ self.means_b  # (G, B, R)
         coef_blocks = torch.einsum("gp,gbk->pbk", self._signs[:n_views], coef)  # (blocks, B, K) F_g undone per block
-        y = torch.cat([coef_blocks[i] @ self._means_c[:, sl] for i, sl in enumerate(self._blocks)], dim=1)  # (B, D)
+        y = torch.cat([c @ m for c, m in zip(coef_blocks, self._means_blocks)], dim=1)  # (B, D)
         y = y + (field * self._basis_signs[:n_views, None, :]).sum(0) @ self._basis_c.T  # (B, D)
         y = y if self.coords is None else self.coords.inverse(y)
         return (sg / v) * x + y  # (B, D)
