@@ -63,7 +63,7 @@ def check_size(size_px: tuple[int, int]) -> tuple[int, int]:
 
 
 def _cubic_upsample_matrix(n: int, factor: int) -> torch.Tensor:
-    """(n * factor, n) float64 cubic-convolution (a = -0.75, as torch bicubic) interpolation, half-pixel centres, edges clamped."""
+    """(n * factor, n) float64 cubic convolution (a = -0.75, as torch's bicubic), half-pixel centres, clamped edges."""
     out = torch.arange(n * factor, dtype=torch.float64)
     src = (out + 0.5) / factor - 0.5
     base = torch.floor(src)
@@ -71,7 +71,8 @@ def _cubic_upsample_matrix(n: int, factor: int) -> torch.Tensor:
     mat = torch.zeros(n * factor, n, dtype=torch.float64)
     for offset in (-1, 0, 1, 2):
         d = (frac - offset).abs()
-        w = torch.where(d <= 1, (1.25 * d - 2.25) * d * d + 1, torch.where(d < 2, ((-0.75 * d + 3.75) * d - 6) * d + 3, 0.0))
+        far = torch.where(d < 2, ((-0.75 * d + 3.75) * d - 6) * d + 3, 0.0)
+        w = torch.where(d <= 1, (1.25 * d - 2.25) * d * d + 1, far)
         idx = (base + offset).clamp(0, n - 1).long()
         mat.index_put_((torch.arange(n * factor), idx), w, accumulate=True)
     return mat
@@ -81,8 +82,9 @@ class MixtureDenoiser:
     """A Denoiser (pipeline.protocol) whose data is a LowRankMixture of tagged images: builtin and folder models.
 
     Latents are RGB images in logit units, centred and scaled down by latent_gain, at 1/8 of the output size; decode
-    upsamples them (cubic) and applies sigmoid(gain * z + centre), which keeps edges crisp. A prompt embedding e (a tag vector) sets the prior log pi_k = sharpness * e.tags_k
-    (log-softmaxed): "" (e = 0) is the uniform prior, and any blend of embeddings blends the preferences.
+    upsamples them (cubic) and applies sigmoid(gain * z + centre), which keeps edges crisp. A prompt embedding e (a
+    tag vector) sets the prior log pi_k = sharpness * e.tags_k (log-softmaxed): "" (e = 0) is the uniform prior, any
+    blend of embeddings blends the preferences, and CFG extrapolates between two exact posteriors as it does for SD.
     """
 
     prediction_type = "epsilon"
@@ -190,9 +192,9 @@ class MixtureDenoiser:
             raise ValueError(f"latents must be (B, {LATENT_CHANNELS}, h, w), got {tuple(latents.shape)}")
         h, w = latents.shape[-2:]
         if (h, w) not in self._upsamplers:
-            self._upsamplers[(h, w)] = tuple(  # type: ignore[assignment]
-                _cubic_upsample_matrix(n, LATENT_SCALE).to(self.device, self.dtype) for n in (h, w)
-            )
+            with torch.inference_mode(False):  # cached tensors must also serve calls outside inference mode
+                up_h, up_w = (_cubic_upsample_matrix(n, LATENT_SCALE).to(self.device, self.dtype) for n in (h, w))
+            self._upsamplers[(h, w)] = (up_h, up_w)
         up_h, up_w = self._upsamplers[(h, w)]  # (H, h), (W, w)
         z = latents.to(self.device, self.dtype)
         img = up_h @ (z @ up_w.T)  # (B, 3, H, W)

@@ -98,10 +98,10 @@ def test_midi_cc_through_a_real_jack_port_moves_a_parameter(jack, tmp_path: Path
         run.wait_frames(3)
         with mido.Backend(backend_name).open_output("kontrol", virtual=True) as port:
             jack.connect("RtMidiOut Client:kontrol", "RtMidiIn Client:livekit")
-            port.send(mido.Message("control_change", channel=0, control=7, value=127))
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline and run.show._last_values["glow"] < 0.99:
-                time.sleep(0.02)
+                port.send(mido.Message("control_change", channel=0, control=7, value=127))  # a knob held at the top
+                time.sleep(0.05)
         assert run.show._last_values["glow"] == pytest.approx(1.0, abs=0.01)
     finally:
         run.stop()
