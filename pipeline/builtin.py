@@ -147,7 +147,8 @@ class MixtureDenoiser:
         c = self.config
         comps = self._render(height, width)
         if comps.images.shape != (self.num_components, 3, height, width):
-            raise ValueError(f"render gave {tuple(comps.images.shape)}, expected ({self.num_components}, 3, {height}, {width})")
+            expected = (self.num_components, 3, height, width)
+            raise ValueError(f"render gave images of shape {tuple(comps.images.shape)}, expected {expected}")
         means = self.tone_encode(comps.images.to(torch.float64)).reshape(self.num_components, -1)  # (K, D)
         basis, order, axis = smooth_basis(height, width, min(c.variation_modes, height, width))
         unit = 1.0 / self.gain(height, width)  # latent units per logit unit

@@ -27,24 +27,31 @@ class Palette:
 
 
 PALETTES: tuple[Palette, ...] = (
-    Palette("fire", ((0.02, 0, 0), (0.45, 0.02, 0), (0.9, 0.15, 0), (1, 0.55, 0), (1, 0.9, 0.35)), ("warm", "energetic")),
+    Palette("fire", ((0.02, 0, 0), (0.45, 0.02, 0), (0.9, 0.15, 0), (1, 0.55, 0), (1, 0.9, 0.35)),
+            ("warm", "energetic")),
     Palette("lava", ((0.03, 0, 0.01), (0.35, 0, 0.02), (0.8, 0.05, 0.02), (1, 0.3, 0.05)), ("warm", "dark")),
     Palette("blood", ((0, 0, 0), (0.3, 0, 0.02), (0.7, 0, 0.05), (0.95, 0.1, 0.15)), ("dark",)),
-    Palette("ocean", ((0, 0.02, 0.08), (0, 0.15, 0.35), (0, 0.45, 0.7), (0.3, 0.85, 0.95)), ("water", "calm", "deep", "cool")),
+    Palette("ocean", ((0, 0.02, 0.08), (0, 0.15, 0.35), (0, 0.45, 0.7), (0.3, 0.85, 0.95)),
+            ("water", "calm", "deep", "cool")),
     Palette("ice", ((0.02, 0.05, 0.15), (0.2, 0.45, 0.8), (0.65, 0.85, 1), (0.95, 0.98, 1)), ("cool", "calm")),
     Palette("midnight", ((0, 0, 0.03), (0.02, 0.04, 0.25), (0.1, 0.2, 0.75), (0.45, 0.6, 1)), ("deep", "calm", "cool")),
-    Palette("forest", ((0, 0.04, 0.01), (0.02, 0.25, 0.08), (0.2, 0.6, 0.15), (0.7, 0.95, 0.4)), ("natural", "organic", "calm")),
+    Palette("forest", ((0, 0.04, 0.01), (0.02, 0.25, 0.08), (0.2, 0.6, 0.15), (0.7, 0.95, 0.4)),
+            ("natural", "organic", "calm")),
     Palette("acid", ((0.02, 0.05, 0), (0.3, 0.6, 0), (0.65, 1, 0), (1, 1, 0.3)), ("toxic", "psychedelic")),
-    Palette("neon", ((0.03, 0, 0.08), (0.55, 0, 0.75), (1, 0.1, 0.75), (0.1, 0.95, 1)), ("electric", "energetic", "glow")),
-    Palette("synthwave", ((0.08, 0, 0.15), (0.45, 0, 0.5), (1, 0.15, 0.55), (1, 0.65, 0.25), (1, 0.95, 0.5)), ("retro", "glow")),
+    Palette("neon", ((0.03, 0, 0.08), (0.55, 0, 0.75), (1, 0.1, 0.75), (0.1, 0.95, 1)),
+            ("electric", "energetic", "glow")),
+    Palette("synthwave", ((0.08, 0, 0.15), (0.45, 0, 0.5), (1, 0.15, 0.55), (1, 0.65, 0.25), (1, 0.95, 0.5)),
+            ("retro", "glow")),
     Palette("sunset", ((0.15, 0.02, 0.25), (0.65, 0.1, 0.4), (1, 0.4, 0.3), (1, 0.75, 0.35)), ("warm", "dreamy")),
     Palette("gold", ((0.03, 0.02, 0), (0.35, 0.22, 0.02), (0.8, 0.6, 0.1), (1, 0.92, 0.55)), ("luxurious", "warm")),
     Palette("mono", ((0, 0, 0), (0.35, 0.35, 0.35), (0.75, 0.75, 0.75), (1, 1, 1)), ("minimal",), chroma=0.15),
     Palette("pastel", ((0.3, 0.25, 0.42), (0.95, 0.68, 0.8), (0.68, 0.82, 1), (0.8, 1, 0.88), (1, 0.97, 0.82)),
             ("soft", "dreamy"), chroma=0.5),
-    Palette("rainbow", ((0.3, 0, 0.5), (0, 0.3, 1), (0, 0.9, 0.9), (0.2, 1, 0.2), (1, 0.95, 0), (1, 0.45, 0), (1, 0, 0.2)),
+    Palette("rainbow", ((0.3, 0, 0.5), (0, 0.3, 1), (0, 0.9, 0.9), (0.2, 1, 0.2), (1, 0.95, 0), (1, 0.45, 0),
+                        (1, 0, 0.2)),
             ("psychedelic",)),
-    Palette("twilight", ((0.02, 0, 0.06), (0.25, 0.05, 0.45), (0.55, 0.25, 0.85), (0.85, 0.7, 1)), ("mystic", "dreamy")),
+    Palette("twilight", ((0.02, 0, 0.06), (0.25, 0.05, 0.45), (0.55, 0.25, 0.85), (0.85, 0.7, 1)),
+            ("mystic", "dreamy")),
     Palette("candy", ((0.95, 0.45, 0.7), (1, 0.75, 0.88), (0.6, 0.85, 1), (1, 1, 1)), ("sweet", "soft")),
 )
 
@@ -134,7 +141,8 @@ def _grid(x: Array, y: Array, rng: random.Random) -> Array:
     sun_r, sun_y = rng.uniform(0.35, 0.55), h0 + rng.uniform(0.25, 0.45)
     sun = _sstep(sun_r + 0.02, sun_r - 0.02, np.hypot(x, y - sun_y))
     cuts = np.where(y < sun_y, _sstep(-0.3, 0.3, np.sin(28 * (y - sun_y) * (1 + 2 * (sun_y - y)))), np.ones_like(y))
-    sky = 0.15 + 0.25 * _sstep(h0 + 1.5, h0, y) + 0.6 * sun * cuts * (0.7 + 0.3 * _sstep(sun_y - sun_r, sun_y + sun_r, y))
+    sun_shade = 0.7 + 0.3 * _sstep(sun_y - sun_r, sun_y + sun_r, y)
+    sky = 0.15 + 0.25 * _sstep(h0 + 1.5, h0, y) + 0.6 * sun * cuts * sun_shade
     return np.where(y < h0, floor, sky)
 
 
@@ -231,7 +239,8 @@ def _dots(x: Array, y: Array, rng: random.Random) -> Array:
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
     du, dv = _frac(u * k / 2 + 100.5) - 0.5, _frac(v * k / 2 + 100.5) - 0.5
     d = np.hypot(du, dv)
-    rad = 0.1 + 0.32 * (0.5 + 0.5 * np.sin(rng.uniform(1, 2.5) * x + rng.uniform(0, 6.3)) * np.cos(rng.uniform(1, 2) * y))
+    wave = np.sin(rng.uniform(1, 2.5) * x + rng.uniform(0, 6.3)) * np.cos(rng.uniform(1, 2) * y)
+    rad = 0.1 + 0.32 * (0.5 + 0.5 * wave)
     return 0.08 + 0.85 * _sstep(0.03, -0.03, d - rad)
 
 
@@ -340,7 +349,8 @@ def colour_strengths(images: Tensor) -> Tensor:
     mx, mn = images.max(dim=1).values, images.min(dim=1).values
     sat = (mx - mn) / mx.clamp_min(1e-6)
     delta = (mx - mn).clamp_min(1e-6)
-    hue = torch.where(mx == r, ((g - b) / delta) % 6, torch.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4)) * 60
+    hue = torch.where(mx == g, (b - r) / delta + 2, (r - g) / delta + 4)
+    hue = torch.where(mx == r, ((g - b) / delta) % 6, hue) * 60  # degrees
     vivid = (sat > 0.35) & (mx > 0.25)
     bins = {  # hue ranges in degrees; gold is a dark or muted yellow-orange
         "red": (hue >= 345) | (hue < 15), "orange": (hue >= 15) & (hue < 42), "yellow": (hue >= 42) & (hue < 70),

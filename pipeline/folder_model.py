@@ -87,7 +87,8 @@ class FolderModel(MixtureDenoiser):
         reference_encoder = builtin_encoder()
         words = [file_words(p, reference_encoder) for p in files]
         vocab = tuple(dict.fromkeys(tuple(w for ws in words for w in ws) + COLOUR_TAGS + LIGHT_TAGS))
-        encoder = TagEncoder(vocab, name=f"folder {folder.name!r}", hint="prompt with words of the file names or colours")
+        hint = "prompt with words of the file names or colours"
+        encoder = TagEncoder(vocab, name=f"folder {folder.name!r}", hint=hint)
         reference = self._stack(TAG_LATENT_SIZE, TAG_LATENT_SIZE)  # (K, 3, 32, 32)
         tags = torch.stack([encoder.multi_hot(ws) for ws in words])  # (K, T)
         measured = colour_strengths(reference)  # (K, 13)

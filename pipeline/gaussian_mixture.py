@@ -18,10 +18,8 @@ import math
 import torch
 
 # Orthonormal colour axes of the shared variation fields: luma, red-green, yellow-blue.
-COLOUR_AXES = torch.tensor(
-    [[1 / math.sqrt(3)] * 3, [1 / math.sqrt(2), -1 / math.sqrt(2), 0.0], [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)]],
-    dtype=torch.float64,
-)
+COLOUR_AXES = torch.tensor([[1, 1, 1], [1, -1, 0], [1, 1, -2]], dtype=torch.float64)
+COLOUR_AXES = COLOUR_AXES / COLOUR_AXES.norm(dim=1, keepdim=True)
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))  # none, left-right, upside down, both
 # Sign of each even/odd block (even-even, even-odd, odd-even, odd-odd in (h, w)) under each flip.
 FLIP_SIGNS = torch.tensor([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]], dtype=torch.float64)
@@ -40,7 +38,8 @@ def smooth_basis(height: int, width: int, modes: int) -> tuple[torch.Tensor, tor
     """Shared smooth fields: (3*h*w, R) orthonormal float64 basis, R = 3 * modes^2, with each field's (R,) mode
     order i + j and (R,) colour axis (0 luma, 1 red-green, 2 yellow-blue)."""
     if not 1 <= modes <= min(height, width):
-        raise ValueError(f"variation modes must be in range 1..{min(height, width)} for a {width}x{height} latent, got {modes}")
+        limit = min(height, width)
+        raise ValueError(f"variation modes must be in range 1..{limit} for a {width}x{height} latent, got {modes}")
     spatial = torch.einsum("iy,jx->ijyx", _dct_rows(height, modes), _dct_rows(width, modes))
     spatial = spatial.reshape(modes * modes, height * width)  # (M, h*w)
     fields = torch.einsum("ac,mp->amcp", COLOUR_AXES, spatial)  # (3, M, 3, h*w)
@@ -214,7 +213,8 @@ class LowRankMixture:
         """(D, D) dense Sigma_k of the unflipped component (for checks on small cases)."""
         n = self.detail_direction(k)
         eye = torch.eye(self.means.shape[1], dtype=self.means.dtype, device=self.means.device)
-        return self.noise_var * eye + (self.basis * self.basis_var[k]) @ self.basis.T + self.detail_var[k] * torch.outer(n, n)
+        fields = (self.basis * self.basis_var[k]) @ self.basis.T
+        return self.noise_var * eye + fields + self.detail_var[k] * torch.outer(n, n)
 
     def flip(self, x: torch.Tensor, view: int) -> torch.Tensor:
         """(B, D) vectors under flip number `view` (an index into self.views)."""
@@ -234,7 +234,8 @@ class LowRankMixture:
         views, idx = pick // k, pick % k
         dirs = (self.means - self.means_b @ self.basis.T) / self.detail_norm[:, None]  # (K, D)
         out = self.means[idx] + math.sqrt(self.noise_var) * torch.randn(n, d, generator=generator, **opts)
-        out += (torch.randn(n, self.basis.shape[1], generator=generator, **opts) * self.basis_var[idx].sqrt()) @ self.basis.T
+        coef = torch.randn(n, self.basis.shape[1], generator=generator, **opts) * self.basis_var[idx].sqrt()
+        out += coef @ self.basis.T
         out += (torch.randn(n, generator=generator, **opts) * self.detail_var[idx].sqrt())[:, None] * dirs[idx]
         for g in range(1, n_views):
             rows = views == g

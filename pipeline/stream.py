@@ -57,6 +57,7 @@ class StreamEngine:
         self.model = model
         self.stats = EngineStats()
         self._prompt_cache: dict[str, torch.Tensor] = {}
+        self._blend_cache: tuple[tuple | None, torch.Tensor | None] = (None, None)
         self._noise_cache: dict[int, torch.Tensor] = {}
         self._rng = np.random.default_rng(config.filter_seed)
         self.configure(config)
@@ -81,6 +82,7 @@ class StreamEngine:
         self._set_table(table_for(self._schedule, self.model.alphas_cumprod))
         self.latent_shape = tuple(self.model.latent_shape(self.config.size_px))
         self._noise_cache.clear()
+        self._noise_blend: tuple[tuple | None, tuple[torch.Tensor, torch.Tensor] | None] = (None, None)
         n = self.slots
         dev, dt = self.model.device, self.model.dtype
         self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
@@ -128,9 +130,13 @@ class StreamEngine:
         return emb
 
     def _prompt_embedding(self, cond: Conditioning) -> torch.Tensor:
-        """(L, D) blend of the weighted prompts."""
-        return blend_embeddings([self._embed(p) for p, _ in cond.prompts], [w for _, w in cond.prompts],
-                                cond.prompt_blend)
+        """(L, D) blend of the weighted prompts (recomputed only when the mix changes)."""
+        key = (cond.prompts, cond.prompt_blend)
+        if self._blend_cache[0] != key:
+            emb = blend_embeddings([self._embed(p) for p, _ in cond.prompts], [w for _, w in cond.prompts],
+                                   cond.prompt_blend)
+            self._blend_cache = (key, emb)
+        return self._blend_cache[1]
 
     def _seed_noise(self, seed: int) -> torch.Tensor:
         """(2, N, C, h, w) noises of one seed, drawn on the CPU so every device gives the same frames."""
@@ -146,10 +152,12 @@ class StreamEngine:
 
     def _noise(self, cond: Conditioning) -> torch.Tensor:
         """(N, C, h, w): [0] the start noise of a new frame, [i] the re-noise noise of slot i."""
-        seeds = [self._seed_noise(s) for s, _ in cond.seeds]
-        weights = [w for _, w in cond.seeds]
-        a = blend_noise([s[0] for s in seeds], weights)
-        b = blend_noise([s[1] for s in seeds], weights)
+        if self._noise_blend[0] != cond.seeds:  # the seed blend changes rarely; the walk phase every tick
+            seeds = [self._seed_noise(s) for s, _ in cond.seeds]
+            weights = [w for _, w in cond.seeds]
+            pair = (blend_noise([s[0] for s in seeds], weights), blend_noise([s[1] for s in seeds], weights))
+            self._noise_blend = (cond.seeds, pair)
+        a, b = self._noise_blend[1]
         return noise_walk(a, b, cond.noise_walk)
 
     def _image_latent(self, cond: Conditioning) -> torch.Tensor | None:

@@ -32,8 +32,8 @@ def _random_mixture(k: int = 4, modes: int = 2, mirrors: torch.Tensor | None = N
     g = torch.Generator().manual_seed(seed)
     basis, _, _ = smooth_basis(4, 4, modes)
     d, r = basis.shape
-    return LowRankMixture(torch.randn(k, d, generator=g, dtype=F64), basis, torch.rand(k, r, generator=g, dtype=F64) * 2,
-                          torch.rand(k, generator=g, dtype=F64), 0.1, (3, 4, 4), mirrors)
+    means, basis_var = torch.randn(k, d, generator=g, dtype=F64), torch.rand(k, r, generator=g, dtype=F64) * 2
+    return LowRankMixture(means, basis, basis_var, torch.rand(k, generator=g, dtype=F64), 0.1, (3, 4, 4), mirrors)
 
 
 def _flip_matrix(dims: tuple[int, ...], shape: tuple[int, int, int]) -> torch.Tensor:
