@@ -108,7 +108,7 @@ class MixtureDenoiser:
         self._tags = tags.to(self.device, dtype)  # (K, T)
         centre = torch.zeros(3) if centre is None else centre.reshape(3)
         self._centre = centre.to(torch.float64).reshape(1, 3, 1, 1)  # mean logit per channel: the latent's zero
-        self._centre_px = self._centre.to(self.device, dtype)
+        self._centre_model = self._centre.to(self.device, dtype)
         self._mixtures: dict[tuple[int, int], LowRankMixture] = {}
         self._upsamplers: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -199,7 +199,7 @@ class MixtureDenoiser:
         up_h, up_w = self._upsamplers[(h, w)]  # (H, h), (W, w)
         z = latents.to(self.device, self.dtype)
         img = up_h @ (z @ up_w.T)  # (B, 3, H, W)
-        return img.mul_(self.gain(h, w)).add_(self._centre_px).sigmoid_()
+        return img.mul_(self.gain(h, w)).add_(self._centre_model).sigmoid_()
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [0, 1] (H, W multiples of 8) -> latents (B, 3, H/8, W/8)."""
@@ -225,7 +225,7 @@ def tag_matrix(specs: tuple[ComponentSpec, ...], encoder: TagEncoder, images: to
 
 
 class BuiltinModel(MixtureDenoiser):
-    """The default model: 272 procedural visuals (16 pattern families x 17 palettes) as an exact diffusion model.
+    """The default model: 544 procedural visuals (16 pattern families x 17 palettes x 2) as an exact diffusion model.
 
     Each component is a Gaussian around a rendered pattern with smooth colour/shape variation fields, so seeds pick
     and vary visuals, prompts (colours, shapes, moods) weight the components, and every sampler, CFG mode and

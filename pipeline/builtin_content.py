@@ -246,13 +246,14 @@ def _dots(x: Array, y: Array, rng: random.Random) -> Array:
 
 def _kaleidoscope(x: Array, y: Array, rng: random.Random) -> Array:
     r, th = _polar(x, y, rng, 0.05)
-    n = rng.choice((5, 6, 8, 10, 12))
+    n = rng.choice((6, 8, 10, 12))
     sector = 2 * math.pi / n
-    folded = np.abs((th % sector) - sector / 2)
+    folded = np.abs((th % sector) - sector / 2)  # every sector shows the same mirrored wedge
     u, v = r * np.cos(folded), r * np.sin(folded)
-    f1, f2, ph = rng.uniform(5, 10), rng.uniform(5, 10), rng.uniform(0, 6.3)
-    field = np.sin(f1 * u + ph) * np.cos(f2 * v) + np.sin(rng.uniform(2, 5) * r - ph)
-    return _sstep(-0.4, 0.6, field) * (0.5 + 0.5 * _sstep(1.4, 0.2, r)) + 0.04
+    f1, f2, f3, ph = rng.uniform(4, 8), rng.uniform(6, 12), rng.uniform(3, 6), rng.uniform(0, 6.3)
+    field = np.sin(f1 * u + ph) + np.cos(f2 * v + 0.5 * ph) + 0.7 * np.sin(f3 * (u + 2 * v) - ph)
+    pattern = 0.55 * _sstep(-0.5, 1.5, field) + 0.6 * _glow(np.abs(field), 0.35)
+    return np.clip(pattern, 0, 1) * (0.35 + 0.65 * _sstep(1.5, 0.3, r))
 
 
 # family -> (field function, tags, smooth-variation multiplier)
@@ -302,11 +303,11 @@ class ComponentSpec:
         return (base, base * self.palette.chroma, base * self.palette.chroma)
 
 
-def component_specs() -> tuple[ComponentSpec, ...]:
-    """Every builtin component: each family in each palette (16 x 17 = 272), in a fixed order."""
+def component_specs(variants: int = 2) -> tuple[ComponentSpec, ...]:
+    """Every builtin component: each family in each palette, `variants` times with its own seed (16 x 17 x 2 = 544)."""
     return tuple(
-        ComponentSpec(family, palette, seed=1000 * f + p)
-        for f, family in enumerate(FAMILIES) for p, palette in enumerate(PALETTES)
+        ComponentSpec(family, palette, seed=1000 * f + 100 * v + p)
+        for f, family in enumerate(FAMILIES) for v in range(variants) for p, palette in enumerate(PALETTES)
     )
 
 
@@ -361,7 +362,11 @@ def colour_strengths(images: Tensor) -> Tensor:
     frac["gold"] = (vivid & (hue >= 30) & (hue < 60) & (sat < 0.9) & (mx < 0.95)).float().mean(dim=(1, 2))
     frac["white"] = ((sat < 0.2) & (mx > 0.8)).float().mean(dim=(1, 2))
     frac["black"] = (mx < 0.12).float().mean(dim=(1, 2))
-    strength = torch.stack([(frac[name] / 0.4).clamp(0, 1) for name in COLOUR_TAGS], dim=1)
+    # A hue's strength is its share of the image's colour, so "red" prefers wholly red images to rainbows and a
+    # red/blue blend finds red images, blue images and images holding both, not every colourful one.
+    chroma = torch.stack([frac[name] for name in bins]).sum(0).clamp_min(0.4)  # (K,)
+    strength = torch.stack([(frac[name] / (0.4 if name in ("white", "black") else chroma)).clamp(0, 1)
+                            for name in COLOUR_TAGS], dim=1)
     strength = torch.where(strength < 0.2, torch.zeros_like(strength), strength)  # no tags for specks of colour
     luma = (0.2126 * r + 0.7152 * g + 0.0722 * b).mean(dim=(1, 2))
     dark, bright = ((0.35 - luma) / 0.2).clamp(0, 1), ((luma - 0.45) / 0.2).clamp(0, 1)

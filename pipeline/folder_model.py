@@ -9,12 +9,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipeline.builtin import Components, MixtureConfig, MixtureDenoiser, logit_centre
 from pipeline.builtin_content import colour_strengths
 from pipeline.builtin_text import COLOUR_TAGS, FILLER_WORDS, LIGHT_TAGS, TagEncoder, builtin_encoder
-from pipeline.builtin import Components, MixtureConfig, MixtureDenoiser, logit_centre
 from pipeline.protocol import ModelDefaults
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 FOLDER_DEFAULTS = ModelDefaults(sampler="dpmpp_2m", steps=4, cfg="none", guidance=1.0, size_px=(512, 512))
 MAX_SIDE_PX = 512  # images are kept at most this large (uint8) once loaded; enough for 4096 px output latents
 VARIATION = 0.8  # smooth colour/shape variation of a photo, relative to the builtin visuals
@@ -22,19 +22,17 @@ TAG_LATENT_SIZE = 32  # colour words and the latent centre are measured on the i
 
 
 def read_image(path: Path) -> torch.Tensor:
-    """(3, H, W) uint8 RGB of a PNG/JPEG file, with Pillow when installed, else PyAV."""
+    """(3, H, W) uint8 RGB of an image file (PNG, JPEG, WebP, BMP), with Pillow when installed, else PyAV."""
     try:
         from PIL import Image
-    except ImportError:
-        Image = None
-    if Image is not None:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"))
-    else:
+    except ImportError:  # Pillow is optional; PyAV (a livekit dependency) decodes images too
         import av
 
         with av.open(str(path)) as container:
             array = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    else:
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB"))
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -81,7 +79,8 @@ class FolderModel(MixtureDenoiser):
             raise ValueError(f"folder model: {str(folder)!r} is not a folder; pass a folder of .png/.jpg images")
         files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
-            raise ValueError(f"folder model: {str(folder)!r} holds no .png or .jpg images; put the images to use there")
+            raise ValueError(f"folder model: {str(folder)!r} holds no .png, .jpg, .webp or .bmp images; "
+                             "put the images to use there")
         self.files = tuple(files)
         self._images = [_shrink(read_image(p), MAX_SIDE_PX) for p in files]  # (3, H, W) uint8 each
         reference_encoder = builtin_encoder()

@@ -78,14 +78,14 @@ class MirrorCoordinates:
         img = self.th @ x.reshape(-1, *self.shape) @ self.tw.T  # (N, C, h, w)
         he, we = self.he, self.we
         parts = (img[..., :he, :we], img[..., :he, we:], img[..., he:, :we], img[..., he:, we:])
-        return torch.cat([p.reshape(x.shape[0], -1) for p in parts], dim=1)
+        return torch.cat([p.reshape(x.shape[0], p[0].numel()) for p in parts], dim=1)
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
         """(N, D) even/odd coordinates -> (N, D) image vectors."""
         c, h, w = self.shape
         he, we = self.he, self.we
         shapes = [(he, we), (he, w - we), (h - he, we), (h - he, w - we)]
-        p = [y[:, sl].reshape(-1, c, bh, bw) for sl, (bh, bw) in zip(self.blocks, shapes)]
+        p = [y[:, sl].reshape(y.shape[0], c, bh, bw) for sl, (bh, bw) in zip(self.blocks, shapes)]
         img = torch.cat([torch.cat([p[0], p[1]], -1), torch.cat([p[2], p[3]], -1)], -2)  # (N, C, h, w)
         return (self.th.T @ img @ self.tw).reshape(y.shape[0], -1)
 

@@ -24,17 +24,17 @@ def _noise(model: BuiltinModel, seeds: list[int]) -> torch.Tensor:
     return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
 
 
-def _sample(model: BuiltinModel, emb: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Deterministic DDIM over STEPS: x0 = (x - sigma eps) / alpha, x_next = alpha_n x0 + sigma_n eps; returns x0."""
+def _sample(model: BuiltinModel, emb: torch.Tensor, x: torch.Tensor, last: bool = False) -> torch.Tensor:
+    """Deterministic DDIM over STEPS: x0 = (x - sigma eps) / alpha, x_next = alpha_n x0 + sigma_n eps; returns the
+    final x0 (or, with last=True, the latents entering the last step)."""
     alpha, sigma = alpha_sigma_at(model.alphas_cumprod, STEPS)
     cond = emb[None].expand(x.shape[0], -1, -1)
-    for i, t in enumerate(STEPS):
+    for i, t in enumerate(STEPS[:-1]):
         eps = model(x, t.expand(x.shape[0]), cond)
-        x0 = (x - sigma[i] * eps) / alpha[i]
-        if i + 1 == len(STEPS):
-            return x0
-        x = alpha[i + 1] * x0 + sigma[i + 1] * eps
-    raise AssertionError("unreachable")
+        x = alpha[i + 1] * (x - sigma[i] * eps) / alpha[i] + sigma[i + 1] * eps
+    if last:
+        return x
+    return (x - sigma[-1] * model(x, STEPS[-1].expand(x.shape[0]), cond)) / alpha[-1]
 
 
 def _images(model: BuiltinModel, emb: torch.Tensor, seeds: list[int]) -> torch.Tensor:
@@ -97,14 +97,18 @@ def test_the_noise_walk_morphs_continuously(model: BuiltinModel) -> None:
 
 
 def test_frames_are_clean_no_white_noise_left(model: BuiltinModel) -> None:
-    x0 = _sample(model, model.encode_prompt(""), _noise(model, list(range(4)))).reshape(4, -1).double()
+    emb, noise = model.encode_prompt(""), _noise(model, list(range(4)))
+    x_last, x0 = _sample(model, emb, noise, last=True), _sample(model, emb, noise)
     h, w = model.latent_shape(SIZE)[1:]
     mix = model.mixture(h, w)
-    # Everything the data distribution draws besides its white noise: every mean in every view, the smooth fields.
-    views = [mix.flip(mix.means.double(), g) for g in range(len(mix.views))]
-    u, sv, _ = torch.linalg.svd(torch.cat(views + [mix.basis.double().T]).T, full_matrices=False)
-    u = u[:, sv > 1e-8 * sv[0]]  # (D, rank) orthonormal basis of what the components and fields can draw
-    grain = x0.T - u @ (u.T @ x0.T)  # (D, 4) the part of each frame no component or field explains
-    rms_logit = grain.pow(2).mean(0).sqrt() * model.gain(h, w)
-    start_noise_logit = model.gain(h, w)  # the start noise has unit std in latent units
-    assert float(rms_logit.max()) < 1e-3 * start_noise_logit and float(rms_logit.max()) < 0.01, rms_logit
+    alpha, sigma = alpha_sigma_at(model.alphas_cumprod, STEPS[-1:])
+    post = mix.log_posterior(x_last.reshape(4, -1), alpha.float().expand(4), sigma.float().expand(4),
+                             torch.zeros(4, mix.num_components)).exp()  # (4, G*K) at the last step
+    for i in range(4):
+        used = (post[i] > 1e-9).nonzero()[:, 0].tolist()  # every (view, component) the frame draws on
+        means = torch.cat([mix.flip(mix.means[j % mix.num_components][None], j // mix.num_components) for j in used])
+        q, _ = torch.linalg.qr(torch.cat([means, mix.basis.T]).T.double())  # what those components can draw
+        frame = x0[i].reshape(-1).double()
+        grain = frame - q @ (q.T @ frame)  # the part of the frame no component or smooth field explains
+        rms_logit = float(grain.pow(2).mean().sqrt()) * model.gain(h, w)
+        assert rms_logit < 0.01, (i, rms_logit)  # the start noise was model.gain(h, w) = 8 logit units

@@ -91,7 +91,7 @@ def test_bad_folders_give_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a folder"):
         load_folder(tmp_path / "missing")
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ValueError, match="no .png or .jpg images"):
+    with pytest.raises(ValueError, match="no .png, .jpg, .webp or .bmp images"):
         load_folder(tmp_path)
 
 

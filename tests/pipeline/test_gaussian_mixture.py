@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from pipeline.builtin import Components, MixtureConfig, MixtureDenoiser, check_size
 from pipeline.builtin_text import TagEncoder
-from pipeline.gaussian_mixture import FLIPS, LowRankMixture, MirrorCoordinates, smooth_basis
+from pipeline.gaussian_mixture import FLIP_SIGNS, FLIPS, LowRankMixture, MirrorCoordinates, smooth_basis
 from pipeline.noise_schedule import alpha_sigma_at
 from pipeline.protocol import Denoiser
 
@@ -144,6 +144,20 @@ def test_mixture_posterior_matches_dense_computation_with_and_without_mirrors() 
             torch.testing.assert_close(x0[b], x0_ref, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 4), (3, 5, 7), (2, 1, 6)])
+def test_mirror_coordinates_are_orthonormal_and_turn_flips_into_block_signs(shape: tuple[int, int, int]) -> None:
+    coords = MirrorCoordinates(shape, F64, torch.device("cpu"))
+    x = torch.randn(2, math.prod(shape), generator=torch.Generator().manual_seed(13), dtype=F64)
+    y = coords.forward(x)
+    torch.testing.assert_close(coords.inverse(y), x)
+    torch.testing.assert_close(y.norm(dim=1), x.norm(dim=1))
+    for g, dims in enumerate(FLIPS):
+        flipped = coords.forward(x.reshape(2, *shape).flip(dims).reshape(2, -1) if dims else x)
+        signs = torch.cat([torch.full((sl.stop - sl.start,), float(FLIP_SIGNS[g, i]), dtype=F64)
+                           for i, sl in enumerate(coords.blocks)])
+        torch.testing.assert_close(flipped, y * signs)
+
+
 def test_mixture_posterior_mean_matches_monte_carlo() -> None:
     basis, _, _ = smooth_basis(2, 2, 1)  # D = 12, R = 3
     g = torch.Generator().manual_seed(9)
@@ -173,7 +187,7 @@ def test_decode_is_cubic_upsampling_then_the_tone_curve() -> None:
     model = _one_image_model(torch.rand(3, 2, 2, dtype=F64), MixtureConfig())
     z = torch.randn(2, 3, 5, 7, generator=torch.Generator().manual_seed(12), dtype=F64) * 0.3
     up = F.interpolate(z, scale_factor=8, mode="bicubic", align_corners=False)
-    expected = torch.sigmoid(up * model.gain(5, 7) + model._centre_px)
+    expected = torch.sigmoid(up * model.gain(5, 7) + model._centre_model)
     torch.testing.assert_close(model.decode(z), expected)
     image = model.decode(z)
     assert float((model.decode(model.encode_image(image)) - image).abs().mean()) < 0.03  # encode ~ inverts decode
