@@ -20,6 +20,12 @@ _EXPORTS = {
     "ScheduleConfig": "pipeline.schedule",
     "StreamWorker": "pipeline.worker",
     "load_model": "pipeline.loading",
+    "BuiltinModel": "pipeline.builtin",
+    "MixtureConfig": "pipeline.builtin",
+    "MixtureDenoiser": "pipeline.builtin",
+    "FolderModel": "pipeline.folder_model",
+    "SDModel": "pipeline.sd",
+    "ModelNotFoundError": "pipeline.sd_files",
 }
 
 __all__ = sorted(_EXPORTS)

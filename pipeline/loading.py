@@ -31,7 +31,9 @@ def _random_sd(preset: str, **kwargs: Any) -> Denoiser:
     folder = Path(tempfile.gettempdir()) / f"livekit-random-sd-{preset}"
     if not (folder / "model_index.json").exists():
         build_random_sd(folder, SMALL_SD if preset == "small" else RandomSDSpec())
-    return load_sd(folder, **kwargs)
+    model = load_sd(folder, **kwargs)
+    model.name = f"random-sd:{preset}"
+    return model
 
 
 def load_model(
