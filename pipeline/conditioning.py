@@ -21,7 +21,8 @@ class Conditioning:
     delta: float = 1.0  # residual CFG: scale of the virtual negative noise
     strength: float = 0.5  # img2img: how much of the input image is re-noised (0 = keep, 1 = ignore)
     prompt_blend: str = "slerp"  # lerp | slerp (see pipeline.blending)
-    image: Any = field(default=None, compare=False)  # (H, W, 3) uint8 numpy input image, or None for txt2img
+    # (H, W, 3) uint8 numpy input image, or None for txt2img (StreamWorker swaps in the pre-processed tensor)
+    image: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if not self.prompts:

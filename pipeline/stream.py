@@ -166,13 +166,20 @@ class StreamEngine:
             return self._last_latent
         if cond.image is None:
             return None
-        img = torch.as_tensor(np.ascontiguousarray(cond.image)).to(self.model.device)
+        img = cond.image if isinstance(cond.image, torch.Tensor) else self.prepare_image(cond.image)
+        with torch.inference_mode():
+            return self.model.encode_image(img)
+
+    def prepare_image(self, image: np.ndarray) -> torch.Tensor:
+        """Pre-processing: (H, W, 3) uint8 -> (1, 3, h, w) in [0, 1] at the engine's size, on the model's device.
+
+        StreamWorker runs this on its pre-processing thread and passes the tensor as Conditioning.image."""
+        img = torch.as_tensor(np.ascontiguousarray(image)).to(self.model.device)
         img = img.permute(2, 0, 1)[None].to(self.model.dtype) / 255.0  # (1, 3, H, W)
         w, h = self.config.size_px
         if img.shape[-2:] != (h, w):
             img = torch.nn.functional.interpolate(img, size=(h, w), mode="bilinear", align_corners=False)
-        with torch.inference_mode():
-            return self.model.encode_image(img)
+        return img
 
     def _update_strength(self, cond: Conditioning, image_latent: torch.Tensor | None) -> None:
         strength = 1.0 if image_latent is None or self.config.mode == "txt2img" else max(cond.strength, 1e-3)

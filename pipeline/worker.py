@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Generic, TypeVar
 
 import numpy as np
@@ -83,6 +83,7 @@ class StreamWorker:
         self.on_error = on_error
         self.max_fps = max_fps
         self.stats = WorkerStats()
+        self._pre: Latest[tuple[Conditioning, float]] = Latest()  # conditionings with a numpy image to prepare
         self._cond: Latest[tuple[Conditioning, float]] = Latest()
         self._frames: Latest[tuple[torch.Tensor, float, bool]] = Latest()
         self._swap: Latest[Callable[[], StreamEngine] | EngineConfig] = Latest()
@@ -95,13 +96,16 @@ class StreamWorker:
         """Start the inference and post-processing threads."""
         self._stop.clear()
         self._threads = [threading.Thread(target=self._infer_loop, name="livekit-inference", daemon=True),
-                         threading.Thread(target=self._post_loop, name="livekit-post", daemon=True)]
+                         threading.Thread(target=self._post_loop, name="livekit-post", daemon=True),
+                         threading.Thread(target=self._pre_loop, name="livekit-pre", daemon=True)]
         for t in self._threads:
             t.start()
 
     def submit(self, cond: Conditioning, control_time_s: float | None = None) -> None:
-        """Hand the latest conditioning to the inference thread (never blocks)."""
-        self._cond.put((cond, time.monotonic() if control_time_s is None else control_time_s))
+        """Hand the latest conditioning to the inference thread (never blocks); an input image goes through the
+        pre-processing thread first, so the model call is the only work on the inference thread."""
+        item = (cond, time.monotonic() if control_time_s is None else control_time_s)
+        (self._pre if isinstance(cond.image, np.ndarray) else self._cond).put(item)
 
     def reconfigure(self, change: EngineConfig | Callable[[], StreamEngine]) -> None:
         """Apply a new EngineConfig, or swap in a new engine from a factory, on the inference thread."""
@@ -112,6 +116,7 @@ class StreamWorker:
         self._stop.set()
         self._cond.put(self._current or (Conditioning(), 0.0))  # wake the inference thread
         self._frames.put((torch.zeros(0), 0.0, True))  # wake the post thread
+        self._pre.put((Conditioning(), 0.0))  # wake the pre thread
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -153,6 +158,18 @@ class StreamWorker:
             if period:
                 next_t = max(next_t + period, time.monotonic() - period)
                 self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def _pre_loop(self) -> None:
+        while not self._stop.is_set():
+            item = self._pre.take(0.1)
+            if item is None or self._stop.is_set():
+                continue
+            cond, stamp = item
+            try:
+                image = self.engine.prepare_image(cond.image)
+                self._cond.put((replace(cond, image=image), stamp))
+            except Exception as exc:
+                self._error("pre-processing", exc)
 
     def _post_loop(self) -> None:
         last_done = None

@@ -64,3 +64,23 @@ def test_worker_survives_engine_errors() -> None:
     worker.submit(Conditioning(noise_walk=0.1))
     assert got.wait(5.0)  # the show goes on once the model works again
     assert worker.stop(2.0)
+
+
+def test_input_images_are_prepared_on_the_pre_processing_thread() -> None:
+    engine = StreamEngine(GaussianModel(), EngineConfig(size_px=(32, 32), sampler="ddim", steps=2, mode="img2img"))
+    prepared_on: set[str] = set()
+    original = engine.prepare_image
+
+    def spy(image):
+        prepared_on.add(threading.current_thread().name)
+        return original(image)
+
+    engine.prepare_image = spy
+    got = threading.Event()
+    worker = StreamWorker(engine, lambda f, i: got.set())
+    worker.start()
+    image = np.full((64, 48, 3), 200, dtype=np.uint8)  # another size: resized on the way in
+    worker.submit(Conditioning(image=image, strength=0.5))
+    assert got.wait(10.0)
+    assert worker.stop(2.0)
+    assert prepared_on == {"livekit-pre"} and worker.stats.errors == 0
