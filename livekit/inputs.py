@@ -47,6 +47,7 @@ class Inputs:
         self.midi_clock: Any = None
         self.audio: Any = None
         self.clock: Any = None
+        self.tap: Any = None
         self.osc_last_s: float | None = None
         self.midi_last_s: float | None = None
         self.problems: list[str] = []
@@ -73,9 +74,11 @@ class Inputs:
         self._start_osc_out()
         self._start_midi()
         self._start_audio()
-        from controllers.tempo import MasterClock
+        from controllers.tempo import MasterClock, TapTempo
 
-        sources = [(n, s) for n, s in (("midi", self.midi_clock), ("osc", self.osc), ("audio", self.audio)) if s]
+        self.tap = TapTempo()  # T in the stage window; takes over from the audio tracker once tapped
+        sources = [(n, s) for n, s in (("midi", self.midi_clock), ("osc", self.osc), ("tap", self.tap),
+                                       ("audio", self.audio)) if s]
         self.clock = MasterClock(sources)
         return self
 

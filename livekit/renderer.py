@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 _BLEND_NONE, _BLEND_ALPHA = 0, 1  # SDL_BLENDMODE_NONE, SDL_BLENDMODE_BLEND
 _ESC_CONFIRM_S = 2.0  # in fullscreen, Esc quits only when pressed twice within this many seconds
 _KEY_ACTIONS = {pygame.K_f: "fullscreen", pygame.K_h: "hud", pygame.K_SPACE: "freeze", pygame.K_r: "record",
-                pygame.K_s: "screenshot", pygame.K_l: "learn"}
+                pygame.K_s: "screenshot", pygame.K_l: "learn", pygame.K_t: "tap"}
 for _n in range(1, 10):
     _KEY_ACTIONS[getattr(pygame, f"K_{_n}")] = f"scene:{_n}"
     _KEY_ACTIONS[getattr(pygame, f"K_KP{_n}")] = f"scene:{_n}"
@@ -271,6 +271,8 @@ class Stage:
                 self._hud_texture = self._toast_texture = None
             elif event.type == pygame.KEYDOWN and not getattr(event, "mod", 0) & _CHORD_MODS:
                 action = self._key_action(event.key)
+            elif event.type == pygame.KEYUP and event.key not in _KEY_ACTIONS and event.key != pygame.K_ESCAPE:
+                action = f"keyup:{pygame.key.name(event.key)}"  # released: a gate source drops to 0
             if action is not None and action not in actions:
                 actions.append(action)
         return actions
@@ -284,6 +286,9 @@ class Stage:
             self.notify("Press Esc again to quit", _ESC_CONFIRM_S)
             return None
         action = _KEY_ACTIONS.get(key)
+        if action is None:  # any other key is for the sketch: key("n") sources
+            name = pygame.key.name(key)
+            return f"key:{name}" if name else None
         if action == "fullscreen":
             self._apply_fullscreen(not self.fullscreen)
         elif action == "hud":

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from controllers.base import ControlEvent
 from livekit.inputs import InputOptions, Inputs
 from livekit.params import ParamBus
 from livekit.runner import SketchRunner
@@ -68,6 +69,7 @@ class Show:
         self._next_reload_check = 0.0
         self._learn_targets: list[str] = []
         self._last_values: Any = None
+        self.last_conditioning: Any = None  # the Conditioning of the latest tick
 
     # ---- setup ---------------------------------------------------------------------------------------------------
     def _engine_config(self, spec: Any) -> Any:
@@ -155,6 +157,7 @@ class Show:
         self.inputs.poll(now)
         result = self.runner.tick(now, self.inputs.tempo(now))
         self._last_values = result.values
+        self.last_conditioning = result.conditioning
         self._worker.submit(result.conditioning, now)
         self.inputs.send_state(result.values, self._worker.stats.generated_fps or None, self.inputs.tempo(now))
         if self.options.reload and now >= self._next_reload_check:
@@ -228,6 +231,13 @@ class Show:
             self.bus.set("scene", int(action.split(":")[1]) - 1)
         elif action == "learn":
             self._learn_next()
+        elif action == "tap":
+            bpm = self.inputs.tap.tap()
+            if bpm is not None and self._stage is not None:
+                self._stage.notify(f"tap tempo {bpm:.1f} BPM")
+        elif action.startswith(("key:", "keyup:")):
+            kind, name = action.split(":", 1)
+            self.bus.push(ControlEvent(f"key/{name}", 1.0 if kind == "key" else 0.0, time.monotonic()))
 
     def _learn_next(self) -> None:
         """L cycles MIDI learn through the sketch's targets; the next moving control binds to the armed one."""

@@ -228,3 +228,26 @@ def test_recording_carries_the_live_audio_when_audio_is_active(tmp_path: Path) -
         assert container.streams.video and container.streams.audio
         samples = sum(frame.samples for frame in container.decode(audio=0))
     assert samples > 0
+
+
+def test_keys_reach_the_sketch_and_t_taps_the_tempo(tmp_path: Path) -> None:
+    run = ShowThread(ROOT / "sketches" / "hello.py", tmp_path / "out", size=(64, 64)).start()
+    try:
+        run.wait_frames(3)
+
+        def active_seed() -> int:
+            return max(run.show.last_conditioning.seeds, key=lambda sw: sw[1])[0]
+
+        first = active_seed()
+        run.show._action("key:n")  # what the stage reports for N; hello.py steps the seed on it
+        run.show._action("keyup:n")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and active_seed() == first:
+            time.sleep(0.02)
+        assert (first, active_seed()) == (7, 42)
+        t0 = time.monotonic()
+        for k in range(4):  # taps at 120 BPM
+            run.show.inputs.tap.tap(t0 + 0.5 * k)
+        assert run.show.inputs.tempo(t0 + 1.6).bpm == pytest.approx(120.0, abs=0.5)
+    finally:
+        run.stop()
