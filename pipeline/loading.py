@@ -12,6 +12,7 @@ from pipeline.protocol import Denoiser
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 RANDOM_SD_PRESETS = ("tiny", "small")  # random-weight SD architectures for tests and `livekit bench`
+_BUILTIN_MODELS: dict[tuple, Denoiser] = {}  # the builtin model takes seconds to draw its components: keep it
 
 
 def _is_image_folder(path: Path) -> bool:
@@ -50,7 +51,10 @@ def load_model(
         if text == "builtin":
             from pipeline.builtin import load_builtin
 
-            return load_builtin(device=dev, dtype=dt, **kwargs)
+            key = (str(dev), dt, tuple(sorted(kwargs.items())))
+            if key not in _BUILTIN_MODELS:  # read-only once built: one per process serves every engine
+                _BUILTIN_MODELS[key] = load_builtin(device=dev, dtype=dt, **kwargs)
+            return _BUILTIN_MODELS[key]
         from pipeline.folder_model import load_folder
 
         return load_folder(text.removeprefix("folder:"), device=dev, dtype=dt, **kwargs)
