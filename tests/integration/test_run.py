@@ -122,7 +122,8 @@ def test_hot_reload_applies_within_a_second_without_reloading_the_model(tmp_path
             time.sleep(0.02)
         assert _colour(run.means[-1]) == "blue"
         assert time.monotonic() - t0 < 1.0 + 0.5  # within 1 s, plus the stream's latency at 30 fps
-        assert run.show._worker.engine.model is model  # same model object: not reloaded
+        assert run.show._worker.engine.model is model  # same model object: not reloaded ...
+        assert sum("loading model" in line for line in run.lines) == 1  # ... and no second load was started
         sketch.write_text("from livekit import Sketch\nclass Broken(Sketch:\n", encoding="utf-8")
         os.utime(sketch, (time.time() + 2, time.time() + 2))
         time.sleep(0.6)
