@@ -50,6 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--osc-host", default="127.0.0.1", help="OSC bind address (0.0.0.0 to accept the network)")
     run.add_argument("--osc-out", default=None, help="HOST:PORT that receives state (fps, bpm, beat, values)")
     run.add_argument("--midi-in", default=None, help="MIDI input port name or fragment ('virtual' = a livekit port)")
+    run.add_argument("--midi-out", default=None, help="MIDI output port name or fragment ('virtual' = a livekit "
+                     "port) that echoes mapped knob values to LED rings and motor faders")
     run.add_argument("--audio-in", default=None, help="audio input device (name or index) or a WAV/FLAC file")
     run.add_argument("--no-reload", action="store_true", help="do not watch the sketch file for changes")
 

@@ -29,6 +29,7 @@ class InputOptions:
     audio_in: str | None = None  # device name fragment or index, or a WAV/FLAC path; None: auto
     midi_backend: str | None = None  # mido backend, e.g. "mido.backends.rtmidi/UNIX_JACK" (tests)
     osc_out: str | None = None  # "host:port" that receives state (fps, bpm, beat, parameter values); None: off
+    midi_out: str | None = None  # port name fragment ("virtual" = a port named livekit) that echoes mapped CCs
 
 
 class Inputs:
@@ -43,6 +44,8 @@ class Inputs:
         self.status = status
         self.osc: Any = None
         self.osc_out: Any = None
+        self.midi_out: Any = None
+        self.echo: list[Any] = []  # EchoRoutes: which CC shows which target
         self.midi: Any = None
         self.midi_clock: Any = None
         self.audio: Any = None
@@ -72,6 +75,7 @@ class Inputs:
         """Open what the options and the sketch ask for; report what could not be opened, never raise."""
         self._start_osc()
         self._start_osc_out()
+        self._start_midi_out()
         self._start_midi()
         self._start_audio()
         from controllers.tempo import MasterClock, TapTempo
@@ -108,8 +112,28 @@ class Inputs:
         self.osc_out = OscSender(OscOutConfig(host=host, port=int(port))).start()
         self.status(f"livekit: OSC state out to {host}:{port} (/livekit/state/..., /livekit/<param>)")
 
+    def _start_midi_out(self) -> None:
+        wanted = self.options.midi_out
+        if not wanted:
+            return
+        from controllers.midi_out import MidiOutput
+
+        try:
+            virtual = wanted == "virtual"
+            self.midi_out = MidiOutput(None if virtual else wanted, virtual_name="livekit" if virtual else None,
+                                       backend=self.options.midi_backend).start()
+            self.status(f"livekit: MIDI out (echo) to {wanted}")
+        except Exception as exc:
+            self.midi_out = None
+            self._problem(f"MIDI out off: {type(exc).__name__}: {exc}")
+
     def send_state(self, values: Any, fps: float | None, tempo: TempoState | None) -> None:
-        """Once per tick: parameter values and show state to the OSC out receiver (rate-limited by the sender)."""
+        """Once per tick: values to the MIDI echo (changes only) and the OSC out receiver (rate-limited)."""
+        if self.midi_out is not None:
+            for route in self.echo:
+                value = values.get(route.target)
+                if isinstance(value, (int, float)):
+                    self.midi_out.echo(route.key, route.knob(float(value)))
         if self.osc_out is None:
             return
         for name, value in values.items():
@@ -190,7 +214,7 @@ class Inputs:
         """Close every port and stream (idempotent); an audio device still opening is left to its daemon thread."""
         if self._audio_opener is not None:
             self._audio_opener.join(0.5)
-        for name in ("osc", "osc_out", "midi", "audio"):
+        for name in ("osc", "osc_out", "midi", "midi_out", "audio"):
             thing = getattr(self, name)
             if thing is None:
                 continue

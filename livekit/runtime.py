@@ -70,6 +70,7 @@ class Show:
         self._learn_targets: list[str] = []
         self._last_values: Any = None
         self.last_conditioning: Any = None  # the Conditioning of the latest tick
+        self._echo_learned = 0
 
     # ---- setup ---------------------------------------------------------------------------------------------------
     def _engine_config(self, spec: Any) -> Any:
@@ -135,6 +136,7 @@ class Show:
         self.engine = engine
         self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()), osc_params=spec.osc_params(),
                              midi_decoder=spec.midi_decoder_config(), status=self.status).start()
+        self._update_echo(spec)
         self._worker = StreamWorker(engine, self._on_frame, max_fps=spec.engine.fps, on_error=self._on_error)
         previous = self._install_signals()
         switch = sys.getswitchinterval()
@@ -160,9 +162,12 @@ class Show:
         self.last_conditioning = result.conditioning
         self._worker.submit(result.conditioning, now)
         self.inputs.send_state(result.values, self._worker.stats.generated_fps or None, self.inputs.tempo(now))
-        if self.options.reload and now >= self._next_reload_check:
+        if now >= self._next_reload_check:
             self._next_reload_check = now + RELOAD_POLL_S
-            self._maybe_reload()
+            if self.options.reload:
+                self._maybe_reload()
+            if self.inputs.midi_out is not None and len(self.bus.learned) != self._echo_learned:
+                self._update_echo(self.runner.spec)  # a knob was learned: echo it too
 
     def _loop_headless(self, fps: float) -> None:
         period = 1.0 / max(fps, 1.0)
@@ -313,6 +318,7 @@ class Show:
         model_changed = self.runner.reload(new_cls)
         spec = new_cls.spec()
         self.inputs.set_osc_params(spec.osc_params())
+        self._update_echo(spec)
         self.last_error = None
         if model_changed and not self.options.model:
             self._worker.reconfigure(lambda: self._load_engine(spec))
@@ -321,6 +327,13 @@ class Show:
         self.status(f"livekit: reloaded {self.options.sketch.name}")
         if self._stage is not None:
             self._stage.notify(f"reloaded {self.options.sketch.name}")
+
+    def _update_echo(self, spec: Any) -> None:
+        from livekit.echo import echo_routes
+
+        learned = self.bus.learned
+        self._echo_learned = len(learned)
+        self.inputs.echo = echo_routes(spec, learned)
 
     # ---- shutdown ------------------------------------------------------------------------------------------------
     def _install_signals(self) -> dict:
@@ -368,7 +381,7 @@ def run_command(args: argparse.Namespace) -> int:
         sketch=args.sketch, model=args.model, size=args.size, device=args.device, fullscreen=args.fullscreen,
         display=args.display, headless=args.headless, frames=args.frames, out=args.out,
         inputs=InputOptions(osc_port=args.osc_port, osc_host=args.osc_host, midi_in=args.midi_in,
-                            audio_in=args.audio_in, osc_out=args.osc_out),
+                            audio_in=args.audio_in, osc_out=args.osc_out, midi_out=args.midi_out),
         reload=not args.no_reload,
     )
     try:

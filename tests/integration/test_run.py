@@ -252,3 +252,34 @@ def test_keys_reach_the_sketch_and_t_taps_the_tempo(tmp_path: Path) -> None:
         assert run.show.inputs.tempo(t0 + 1.6).bpm == pytest.approx(120.0, abs=0.5)
     finally:
         run.stop()
+
+
+def test_midi_out_echoes_a_value_set_over_osc_to_the_knob_that_maps_it(jack, tmp_path: Path) -> None:
+    import mido
+    from pythonosc.udp_client import SimpleUDPClient
+
+    backend_name = "mido.backends.rtmidi/UNIX_JACK"
+    seen: list[mido.Message] = []
+    got = threading.Event()
+
+    def on_led(msg: mido.Message) -> None:
+        seen.append(msg)
+        if msg.type == "control_change" and msg.control == 2 and msg.value == 64:
+            got.set()
+
+    sketch = _sketch(tmp_path / "probe.py", ["red"], "    guidance = midi.cc(2).range(1.0, 3.0)\n")
+    port = free_udp_port()
+    with mido.Backend(backend_name).open_input("leds", virtual=True, callback=on_led):
+        run = ShowThread(sketch, tmp_path / "out", inputs=InputOptions(
+            osc_port=port, midi_out="virtual", midi_backend=backend_name)).start()
+        try:
+            run.wait_frames(3)
+            jack.connect("RtMidiOut Client:livekit", "RtMidiIn Client:leds")
+            client = SimpleUDPClient("127.0.0.1", port)
+            for _ in range(40):  # the motor fader follows guidance 2.0, the middle of the knob's 1..3 range
+                client.send_message("/livekit/guidance", 2.0)
+                if got.wait(0.1):
+                    break
+        finally:
+            run.stop()
+    assert got.is_set(), seen[-5:]
