@@ -91,6 +91,12 @@ def build_conditioning(
     else:
         rotated = (1.0,) + (0.0,) * (len(seeds) - 1)
     seed_w = [rotated[(j - k) % len(seeds)] for j in range(len(seeds))]
+    for j in range(len(seeds)):  # a seed weight set over OSC replaces that seed's weight in the blend
+        weight = values.get(f"seed_weight_{j}")
+        if weight is not None:
+            seed_w[j] = max(weight, 0.0)
+    if sum(seed_w) <= 0:  # every seed faded out: keep the current one
+        seed_w = [1.0 if j == k else 0.0 for j in range(len(seeds))]
     return Conditioning(
         prompts=prompts,
         negative_prompt=settings.negative_prompt,

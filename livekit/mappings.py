@@ -74,6 +74,11 @@ def weight_target(index: int) -> Target:
     return Target(f"weight_{index}", None, span=(0.0, 1.0), clamp=(0.0, math.inf))
 
 
+def seed_weight_target(index: int) -> Target:
+    """The target `seed_weight_<index>` (OSC /livekit/seed/<i>/weight): that seed's weight in the blend."""
+    return Target(f"seed_weight_{index}", None, span=(0.0, 1.0), clamp=(0.0, math.inf))
+
+
 @dataclass(frozen=True)
 class SceneSpec:
     """One scene: its name, the full target table while it is active, and the constants it sets on entry."""

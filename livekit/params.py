@@ -204,6 +204,8 @@ class ParamBus:
                 name = f"{parts[0]}_{parts[1]}"
             elif parts[0] == "prompt" and len(parts) == 3 and parts[2] == "weight":
                 name = f"weight_{parts[1]}"
+            elif parts[0] == "seed" and len(parts) == 3 and parts[2] == "weight":
+                name = f"seed_weight_{parts[1]}"
             if self._accepts(name, value):
                 self._sets[name] = (value, self._seq)
             else:

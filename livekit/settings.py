@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from livekit.conditioning_builder import ConditioningSettings
-from livekit.mappings import BUILTIN_TARGETS, SceneSpec, Target, weight_target
+from livekit.mappings import BUILTIN_TARGETS, SceneSpec, Target, seed_weight_target, weight_target
 from livekit.params import Param
 from livekit.sources import Source
 from livekit.suggest import did_you_mean
@@ -143,10 +143,12 @@ def check_name(owner: str, name: str, n_prompts: int, params: Mapping[str, Param
                       "name helper constants _like_this or LIKE_THIS", name)
 
 
-def target_table(values: Mapping[str, Any], params: Mapping[str, Param], n_prompts: int) -> dict[str, Target]:
-    """The built-in targets and weight_<i> with their constants or sources, then the declared Params."""
+def target_table(values: Mapping[str, Any], params: Mapping[str, Param], n_prompts: int,
+                 n_seeds: int = 0) -> dict[str, Target]:
+    """The built-in targets, weight_<i> and seed_weight_<i> with their constants or sources, then the Params."""
     table: dict[str, Target] = {}
-    templates = list(BUILTIN_TARGETS.values()) + [weight_target(i) for i in range(n_prompts)]
+    templates = (list(BUILTIN_TARGETS.values()) + [weight_target(i) for i in range(n_prompts)]
+                 + [seed_weight_target(i) for i in range(n_seeds)])
     for t in templates:
         v = values.get(t.name, t.default)
         table[t.name] = replace(t, source=v) if isinstance(v, Source) else replace(t, default=v)
@@ -177,7 +179,7 @@ def _scene(owner: str, name: str, overrides: Any, base: dict[str, Any], params: 
             sets[key] = float(value)
     scene_params = {k: replace(p, source=values[k] if isinstance(values.get(k), Source) else
                                (None if k in sets else p.source)) for k, p in params.items()}
-    table = target_table(values, scene_params, n)
+    table = target_table(values, scene_params, n, len(conditioning["seeds"]))
     return SceneSpec(name, table, sets), ConditioningSettings(**conditioning)
 
 

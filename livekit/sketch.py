@@ -223,7 +223,7 @@ def compile_sketch(cls: type[Sketch]) -> SketchSpec:
     scenes, scene_settings = build_scenes(owner, cls.scenes, values, params, conditioning)
     engine = EngineSettings(settings["model"], settings["size"], settings["steps"], settings["sampler"],
                             settings["cfg"], settings["fps"])
-    mapping = MappingSpec(target_table(values, params, n), scenes)
+    mapping = MappingSpec(target_table(values, params, n, len(settings["seeds"])), scenes)
     return SketchSpec(owner, engine, conditioning, mapping, types.MappingProxyType(params), scene_settings)
 
 

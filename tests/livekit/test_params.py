@@ -169,3 +169,18 @@ def test_learning_a_trigger_target_steps_on_each_pad_hit() -> None:
     bus.push(ev("midi/note/9/36", 0.0))
     bus.push(ev("midi/note/9/36", 0.7))
     assert bus.snapshot(0.0)["seed_step"] == 2.0
+
+
+def test_osc_seed_weights_blend_the_seeds(tmp_path) -> None:
+    from controllers.base import ControlEvent
+    from livekit.runner import SketchRunner
+    from livekit.sketch import load_sketch
+
+    path = tmp_path / "seeds.py"
+    path.write_text("from livekit import Sketch\nclass S(Sketch):\n    seeds = [5, 6, 7]\n", encoding="utf-8")
+    runner = SketchRunner(load_sketch(path))
+    assert runner.tick(0.0).conditioning.seeds == ((5, 1.0), (6, 0.0), (7, 0.0))
+    runner.bus.push(ControlEvent("osc/livekit/seed/2/weight", 0.5, 0.0))
+    runner.bus.push(ControlEvent("osc/livekit/seed/0/weight", 0.25, 0.0))
+    assert runner.tick(0.1).conditioning.seeds == ((5, 0.25), (6, 0.0), (7, 0.5))
+    assert runner.bus.rejected.count == 0
