@@ -53,6 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--midi-out", default=None, help="MIDI output port name or fragment ('virtual' = a livekit "
                      "port) that echoes mapped knob values to LED rings and motor faders")
     run.add_argument("--audio-in", default=None, help="audio input device (name or index) or a WAV/FLAC file")
+    run.add_argument("--hud", action="store_true", help="start with the HUD visible (H toggles it)")
     run.add_argument("--no-reload", action="store_true", help="do not watch the sketch file for changes")
 
     render = sub.add_parser("render", help="render stills through the same engine")

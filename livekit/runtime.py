@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import sys
 import threading
@@ -47,6 +48,7 @@ class RunOptions:
     out: Path | None = None  # PNG folder or video file
     inputs: InputOptions = InputOptions()
     reload: bool = True  # watch the sketch file
+    hud: bool = False  # start with the HUD visible (H toggles it)
 
 
 class Show:
@@ -181,7 +183,8 @@ class Show:
         w, h = engine.config.size_px
         scale = max(1, 720 // max(h, 1))
         self._stage = Stage(StageConfig(size_px=(w * scale, h * scale), fullscreen=self.options.fullscreen,
-                                        display=self.options.display, title=f"livekit — {self.options.sketch.name}"))
+                                        display=self.options.display, show_hud=self.options.hud,
+                                        title=f"livekit — {self.options.sketch.name}"))
         self._stage.open()
         if self.options.out is not None:  # with a window, --out records what the audience sees
             self._toggle_recording(self.options.out)
@@ -220,9 +223,22 @@ class Show:
         )
 
     def _param_bars(self) -> dict[str, float]:
-        """The latest tick's values, squashed to 0..1 for bars."""
+        """The latest tick's values as 0..1 positions within each target's range, for the HUD's bars."""
         values = self._last_values or {}
-        return {k: float(min(1.0, max(0.0, v))) for k, v in list(values.items())[:12] if isinstance(v, (int, float))}
+        spec = self.runner.spec
+        targets = spec.mapping.targets
+        bars = {}
+        for name, value in values.items():
+            target = targets.get(name)
+            if not isinstance(value, (int, float)) or target is None or target.trigger or name == "scene":
+                continue
+            if target.source is None and name not in spec.params:  # a constant setting: nothing moves it
+                continue
+            lo, hi = target.span or target.clamp or (0.0, 1.0)
+            if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+                lo, hi = 0.0, 1.0
+            bars[name] = min(1.0, max(0.0, (float(value) - lo) / (hi - lo)))
+        return dict(list(bars.items())[:12])
 
     def _action(self, action: str) -> None:
         """A key the stage reported."""
@@ -382,7 +398,7 @@ def run_command(args: argparse.Namespace) -> int:
         display=args.display, headless=args.headless, frames=args.frames, out=args.out,
         inputs=InputOptions(osc_port=args.osc_port, osc_host=args.osc_host, midi_in=args.midi_in,
                             audio_in=args.audio_in, osc_out=args.osc_out, midi_out=args.midi_out),
-        reload=not args.no_reload,
+        reload=not args.no_reload, hud=args.hud,
     )
     try:
         return Show(options).run()
