@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -73,13 +73,31 @@ class Show:
         self._last_values: Any = None
         self.last_conditioning: Any = None  # the Conditioning of the latest tick
         self._echo_learned = 0
+        self._input_image: np.ndarray | None = None
 
     # ---- setup ---------------------------------------------------------------------------------------------------
     def _engine_config(self, spec: Any) -> Any:
         from pipeline import EngineConfig
 
         e = spec.engine
-        return EngineConfig(size_px=self.options.size or tuple(e.size), sampler=e.sampler, steps=e.steps, cfg=e.cfg)
+        return EngineConfig(size_px=self.options.size or tuple(e.size), sampler=e.sampler, steps=e.steps, cfg=e.cfg,
+                            mode=e.mode)
+
+    def _load_input_image(self, spec: Any) -> np.ndarray | None:
+        """The sketch's `image` (relative to the sketch file) as (H, W, 3) uint8, or None."""
+        if spec.engine.image is None:
+            return None
+        path = Path(spec.engine.image)
+        path = path if path.is_absolute() else self.options.sketch.parent / path
+        if not path.is_file():
+            raise ValueError(f"image {spec.engine.image!r}: no such file ({path}); paths are relative to the sketch")
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                return next(container.decode(video=0)).to_ndarray(format="rgb24")
+        except (av.error.FFmpegError, StopIteration) as exc:
+            raise ValueError(f"image {path}: cannot read it as a picture ({exc})") from exc
 
     def _load_engine(self, spec: Any) -> Any:
         from pipeline import StreamEngine, load_model
@@ -128,6 +146,7 @@ class Show:
         self._learned_path = self._learned_file()
         if self._learned_path.exists():
             self.status(f"livekit: {self.bus.load_learned(self._learned_path)} learned MIDI mappings loaded")
+        self._input_image = self._load_input_image(spec)
         engine = self._load_engine(spec)
         if opts.headless:  # every generated frame goes to the writer, none dropped
             from livekit.recording import open_frame_writer
@@ -161,8 +180,11 @@ class Show:
         self.inputs.poll(now)
         result = self.runner.tick(now, self.inputs.tempo(now))
         self._last_values = result.values
-        self.last_conditioning = result.conditioning
-        self._worker.submit(result.conditioning, now)
+        cond = result.conditioning
+        if self._input_image is not None:
+            cond = replace(cond, image=self._input_image)
+        self.last_conditioning = cond
+        self._worker.submit(cond, now)
         self.inputs.send_state(result.values, self._worker.stats.generated_fps or None, self.inputs.tempo(now))
         if now >= self._next_reload_check:
             self._next_reload_check = now + RELOAD_POLL_S
@@ -333,6 +355,11 @@ class Show:
         old_engine = self._engine_config(self.runner.spec)
         model_changed = self.runner.reload(new_cls)
         spec = new_cls.spec()
+        try:
+            self._input_image = self._load_input_image(spec)
+        except ValueError as exc:
+            self.last_error = str(exc)
+            self.status(f"livekit: {exc}")
         self.inputs.set_osc_params(spec.osc_params())
         self._update_echo(spec)
         self.last_error = None

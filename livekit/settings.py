@@ -19,7 +19,8 @@ from pipeline.conditioning import BLEND_MODES
 
 SAMPLERS = ("turbo", "lcm", "ddim", "dpmpp_2m")  # the engine's samplers (pipeline.samplers)
 CFG_MODES = ("none", "full", "self", "onetime")  # the engine's guidance modes
-ENGINE_SETTINGS = ("model", "size", "steps", "sampler", "cfg", "fps")  # a change rebuilds the engine
+ENGINE_SETTINGS = ("model", "size", "steps", "sampler", "cfg", "fps", "mode", "image")  # a change rebuilds the engine
+MODES = ("txt2img", "img2img", "feedback")  # copied from pipeline.stream.MODES (kept torch-free; a test compares)
 CONDITIONING_SETTINGS = ("prompts", "negative_prompt", "seeds", "prompt_blend")  # constants, scenes may change them
 SETTINGS = ENGINE_SETTINGS + CONDITIONING_SETTINGS + ("scenes",)
 TARGETS = tuple(BUILTIN_TARGETS) + ("weights",)  # may hold a Source; plus weight_<i> for each prompt
@@ -58,6 +59,12 @@ def setting_value(owner: str, name: str, value: Any) -> Any:
         raise SketchError(f"{owner}: setting {name!r} takes a constant, not a source like {value!r}{hint}", name)
     if name == "model" and (not isinstance(value, str) or not value):
         raise SketchError(f"{owner}: model must be 'builtin', a diffusers model id or a path, got {value!r}", name)
+    if name == "mode" and value not in MODES:
+        raise SketchError(f"{owner}: unknown mode {value!r}{did_you_mean(str(value), MODES)}; choose one of {MODES}",
+                          name)
+    if name == "image" and value is not None and (not isinstance(value, str) or not value):
+        raise SketchError(f"{owner}: image must be a path to a picture (relative to the sketch) or None, got "
+                          f"{value!r}", name)
     if name == "size":
         ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 8 == 0 for v in value)

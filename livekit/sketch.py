@@ -58,6 +58,8 @@ class Sketch:
     negative_prompt: str = ""  # for cfg "full" and "onetime"
     seeds: Any = [0]  # seed list; seed_morph / seed_step move through it
     steps: int | None = None  # denoising steps (None = the model's default)
+    mode: str = "txt2img"  # txt2img | img2img (the `image` re-imagined) | feedback (each frame re-imagines the last)
+    image: str | None = None  # img2img input / feedback's first frame: a picture path, relative to the sketch
     sampler: str | None = None  # turbo | lcm | ddim | dpmpp_2m (None = the model's default)
     cfg: str | None = None  # none | full | self | onetime (None = the model's default)
     guidance: Any = 1.0  # CFG scale
@@ -110,6 +112,8 @@ class EngineSettings:
     sampler: str | None = None
     cfg: str | None = None
     fps: float = 30.0
+    mode: str = "txt2img"
+    image: str | None = None
 
     @property
     def model_key(self) -> tuple[str, tuple[int, int]]:
@@ -222,7 +226,7 @@ def compile_sketch(cls: type[Sketch]) -> SketchSpec:
                                         settings["prompt_blend"])
     scenes, scene_settings = build_scenes(owner, cls.scenes, values, params, conditioning)
     engine = EngineSettings(settings["model"], settings["size"], settings["steps"], settings["sampler"],
-                            settings["cfg"], settings["fps"])
+                            settings["cfg"], settings["fps"], settings["mode"], settings["image"])
     mapping = MappingSpec(target_table(values, params, n, len(settings["seeds"])), scenes)
     return SketchSpec(owner, engine, conditioning, mapping, types.MappingProxyType(params), scene_settings)
 

@@ -34,6 +34,10 @@ class SimilarityFilter:
         if self._skipped_in_row < self.max_skip_frames and p > 0 and self._rng.random() < p:
             self._skipped_in_row += 1
             return True
+        self.computed(current)
+        return False
+
+    def computed(self, current: torch.Tensor) -> None:
+        """This input is being computed (whatever the filter says): it becomes the reference."""
         self._reference = current.detach().clone()
         self._skipped_in_row = 0
-        return False

@@ -298,6 +298,10 @@ class StreamEngine:
         if self._last_image is None:
             return False
         if image_latent is not None and self.config.mode == "img2img":
+            if key != self._static_key:  # the knobs moved: a still input must not freeze the picture
+                self._static_key = key
+                self._similarity.computed(image_latent)
+                return False
             return self._similarity.should_skip(image_latent)
         if self.config.mode != "txt2img" or not self.config.skip_static:
             return False

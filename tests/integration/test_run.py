@@ -18,7 +18,7 @@ from livekit.inputs import InputOptions
 from tests.integration.helpers import ShowThread, free_udp_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SKETCHES = ["hello", "audio_reactive", "midi_knobs", "touchdesigner_osc", "sd_turbo"]
+SKETCHES = ["hello", "audio_reactive", "midi_knobs", "touchdesigner_osc", "sd_turbo", "feedback"]
 
 
 @pytest.mark.parametrize("name", SKETCHES)
@@ -283,3 +283,22 @@ def test_midi_out_echoes_a_value_set_over_osc_to_the_knob_that_maps_it(jack, tmp
         finally:
             run.stop()
     assert got.is_set(), seen[-5:]
+
+
+def test_img2img_sketch_reimagines_its_picture(tmp_path: Path) -> None:
+    from livekit.recording import save_png
+
+    picture = np.zeros((64, 64, 3), dtype=np.uint8)
+    picture[..., 0] = 220  # a red picture ...
+    save_png(tmp_path / "pic.png", picture)
+    sketch = _sketch(tmp_path / "probe.py", ["blue"], "    mode = 'img2img'\n    image = 'pic.png'\n"
+                                                      "    strength = 0.15\n")  # ... lightly re-imagined as "blue"
+    run = ShowThread(sketch, tmp_path / "out").start()
+    try:
+        run.wait_frames(6)
+        assert _colour(run.means[-1]) == "red"
+    finally:
+        run.stop()
+    missing = _sketch(tmp_path / "broken.py", ["blue"], "    mode = 'img2img'\n    image = 'nope.png'\n")
+    with pytest.raises(ValueError, match="nope.png"):
+        ShowThread(missing, tmp_path / "out2").show.run()

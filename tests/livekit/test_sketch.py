@@ -331,3 +331,10 @@ def test_an_osc_prompt_switch_reaches_the_conditioning(tmp_path: Path) -> None:
     assert runner.tick(0.2).conditioning.prompts == (("a green field", 1.0),)
     runner.bus.push(ev("key/1", 1.0))  # entering a scene resets live overrides sent before it
     assert [t for t, _ in runner.tick(0.3).conditioning.prompts] == ["a red square", "a red circle"]
+
+
+def test_engine_modes_are_the_engines_modes() -> None:
+    from livekit.settings import MODES
+    from pipeline.stream import MODES as ENGINE_MODES
+
+    assert MODES == ENGINE_MODES

@@ -171,3 +171,15 @@ def test_negative_prompt_pushes_away_in_txt2img(cfg: str) -> None:
 
     plain, away = mean_for(""), mean_for("warm")
     assert (away - plain) * shift < 0 and abs(away - plain) > 0.1 * abs(shift)
+
+
+def test_a_still_input_image_does_not_freeze_moving_knobs() -> None:
+    eng = StreamEngine(GaussianModel(), EngineConfig(size_px=SIZE, sampler="lcm", steps=2, mode="img2img",
+                                                     similarity_threshold=0.9, max_skip_frames=10))
+    still = np.full((SIZE[1], SIZE[0], 3), 128, dtype=np.uint8)
+    for k in range(8):  # same picture, but the noise walk moves every frame
+        eng.step(Conditioning(image=still, strength=0.6, noise_walk=0.1 * k))
+    assert eng.stats.skipped == 0
+    for _ in range(8):  # same picture, knobs still: the similarity filter may skip
+        eng.step(Conditioning(image=still, strength=0.6, noise_walk=0.7))
+    assert eng.stats.skipped > 0
