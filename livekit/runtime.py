@@ -142,27 +142,30 @@ class Show:
         spec = sketch_cls.spec()
         self.bus = ParamBus()
         self.runner = SketchRunner(sketch_cls, self.bus)  # configures the bus with the sketch's mappings
-        self._learn_targets = sorted(self.bus.names) if hasattr(self.bus, "names") else []
+        self._learn_targets = sorted(self.bus.names)
         self._learned_path = self._learned_file()
         if self._learned_path.exists():
             self.status(f"livekit: {self.bus.load_learned(self._learned_path)} learned MIDI mappings loaded")
+        if opts.headless and opts.out is None:
+            raise ValueError("--headless needs --out (a folder for PNG frames or a .mp4 file)")
         self._input_image = self._load_input_image(spec)
         engine = self._load_engine(spec)
-        if opts.headless:  # every generated frame goes to the writer, none dropped
-            from livekit.recording import open_frame_writer
-
-            if opts.out is None:
-                raise ValueError("--headless needs --out (a folder for PNG frames or a .mp4 file)")
-            self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px, drop_when_behind=False)
         self.engine = engine
-        self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()), osc_params=spec.osc_params(),
-                             midi_decoder=spec.midi_decoder_config(), status=self.status).start()
-        self._update_echo(spec)
-        self._worker = StreamWorker(engine, self._on_frame, max_fps=spec.engine.fps, on_error=self._on_error)
         previous = self._install_signals()
         switch = sys.getswitchinterval()
         sys.setswitchinterval(0.001)  # the main loop sleeps to pace frames: get the GIL back within 1 ms, not 5
-        try:
+        try:  # from here on, whatever fails, everything opened so far is closed again
+            if opts.headless:  # every generated frame goes to the writer, none dropped
+                from livekit.recording import open_frame_writer
+
+                self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px,
+                                                 drop_when_behind=False)
+            self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()),
+                                 osc_params=spec.osc_params(), midi_decoder=spec.midi_decoder_config(),
+                                 status=self.status)
+            self.inputs.start()
+            self._update_echo(spec)
+            self._worker = StreamWorker(engine, self._on_frame, max_fps=spec.engine.fps, on_error=self._on_error)
             self._worker.start()
             if opts.headless:
                 self._loop_headless(spec.engine.fps)
@@ -367,6 +370,8 @@ class Show:
             self._worker.reconfigure(lambda: self._load_engine(spec))
         elif self._engine_config(spec) != old_engine:
             self._worker.reconfigure(self._engine_config(spec))
+        self._worker.max_fps = spec.engine.fps
+        self._learn_targets = sorted(self.bus.names)
         self.status(f"livekit: reloaded {self.options.sketch.name}")
         if self._stage is not None:
             self._stage.notify(f"reloaded {self.options.sketch.name}")
@@ -398,9 +403,9 @@ class Show:
         if self._worker is not None and not self._worker.stop(SHUTDOWN_TIMEOUT_S):
             log.warning("the inference thread did not stop within %.1f s", SHUTDOWN_TIMEOUT_S)
         if self.inputs is not None:
+            if self.inputs.audio is not None:
+                self.inputs.audio.tap = None
             self.inputs.close()
-        if self.inputs is not None and self.inputs.audio is not None:
-            self.inputs.audio.tap = None
         for name in ("_recorder", "_writer"):
             thing = getattr(self, name)
             if thing is not None:

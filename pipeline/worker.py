@@ -134,7 +134,6 @@ class StreamWorker:
             self.on_error(msg)
 
     def _infer_loop(self) -> None:
-        period = 1.0 / self.max_fps if self.max_fps else 0.0
         next_t = time.monotonic()
         while not self._stop.is_set():
             latest = self._cond.take(0.0 if self._current else 0.1)
@@ -155,6 +154,7 @@ class StreamWorker:
             except Exception as exc:  # nothing is fatal in the live loop: the last good frame stays on screen
                 self._error("inference", exc)
                 time.sleep(0.05)
+            period = 1.0 / self.max_fps if self.max_fps else 0.0  # read each step: a hot reload may change it
             if period:
                 next_t = max(next_t + period, time.monotonic() - period)
                 self._stop.wait(max(0.0, next_t - time.monotonic()))

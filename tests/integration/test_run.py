@@ -302,3 +302,15 @@ def test_img2img_sketch_reimagines_its_picture(tmp_path: Path) -> None:
     missing = _sketch(tmp_path / "broken.py", ["blue"], "    mode = 'img2img'\n    image = 'nope.png'\n")
     with pytest.raises(ValueError, match="nope.png"):
         ShowThread(missing, tmp_path / "out2").show.run()
+
+
+def test_bad_option_fails_clearly_and_leaves_no_port_open(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    port = free_udp_port()
+    args = ["run", str(_sketch(tmp_path / "probe.py", ["red"])), "--headless", "--out", str(tmp_path / "out"),
+            "--osc-port", str(port), "--osc-out", "nowhere"]
+    assert main(args) == 2
+    assert "--osc-out must look like 127.0.0.1:9001" in capsys.readouterr().err
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", port))  # the OSC server that had started was closed again
