@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -336,8 +335,3 @@ class StreamEngine:
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float image in [0, 1] -> (H, W, 3) uint8 numpy array (the post-processing step)."""
     return (image.detach().float().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-def frame_phase_step(speed_rad_s: float, dt_s: float) -> float:
-    """Noise-walk phase increment for a speed over a time step (helper for callers integrating the walk)."""
-    return speed_rad_s * dt_s if math.isfinite(speed_rad_s) else 0.0
