@@ -142,7 +142,25 @@ def open_input_stream(config: AudioConfig, callback: Callable[..., None]) -> Inp
 
 
 class _AudioTap:
-    """Hands each analysed hop of raw samples to an optional listener (e.g. a recording); never fatal."""
+    """What both audio sources share: a context manager over start/stop, and an optional raw-sample listener
+    (e.g. a recording) fed each analysed hop, never fatal."""
+
+    def start(self) -> bool:  # defined by each source
+        raise NotImplementedError
+
+    def stop(self) -> None:  # defined by each source
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop and release the source (same as stop)."""
+        self.stop()
+
+    def __enter__(self) -> Any:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     tap: Callable[[np.ndarray, int], None] | None = None  # (samples (n, channels) float32, sample_rate)
     tap_errors = 0
@@ -226,15 +244,6 @@ class AudioInput(_AudioTap):
             self._thread.join(timeout=5.0)
             self._thread = None
         self._close_stream()
-
-    close = stop
-
-    def __enter__(self) -> AudioInput:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def tempo(self) -> TempoState | None:
         """The audio beat tracker's tempo (None before a tempo is found or without audio)."""
@@ -382,15 +391,6 @@ class FileSource(_AudioTap):
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
-
-    close = stop
-
-    def __enter__(self) -> FileSource:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def tempo(self) -> TempoState | None:
         """The beat tracker's tempo for the file so far."""

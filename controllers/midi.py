@@ -271,6 +271,16 @@ class _KeptPorts:
     _keeper: _PortKeeper | None
     _virtual: Any
 
+    @staticmethod
+    def _check_args(port: str | None, virtual_name: str | None, reconnect_interval_s: float, lister: str) -> None:
+        """The constructor checks both directions share; `lister` names the function that lists the ports."""
+        if port is None and virtual_name is None:
+            raise ValueError("give a port name fragment (port=...), a virtual port (virtual_name='livekit'), or both")
+        if port is not None and not port.strip():
+            raise ValueError(f"port name fragment must not be empty; use {lister}() to see the names")
+        if reconnect_interval_s <= 0:
+            raise ValueError(f"reconnect_interval_s must be > 0, got {reconnect_interval_s}")
+
     @property
     def connected(self) -> bool:
         """True while the named port is open (always True for a virtual-only port once started)."""
@@ -306,12 +316,7 @@ class MidiInput(_KeptPorts):
     def __init__(self, sink: ControlSink, port: str | None = None, *, virtual_name: str | None = None,
                  backend: str | None = None, decoder: MidiDecoderConfig | None = None, clock: MidiClock | None = None,
                  reconnect_interval_s: float = 0.5) -> None:
-        if port is None and virtual_name is None:
-            raise ValueError("give a port name fragment (port=...), a virtual port (virtual_name='livekit'), or both")
-        if port is not None and not port.strip():
-            raise ValueError("port name fragment must not be empty; use list_input_ports() to see the names")
-        if reconnect_interval_s <= 0:
-            raise ValueError(f"reconnect_interval_s must be > 0, got {reconnect_interval_s}")
+        self._check_args(port, virtual_name, reconnect_interval_s, "list_input_ports")
         self.sink = sink
         self.clock = clock
         self.decoder_config = decoder or MidiDecoderConfig()

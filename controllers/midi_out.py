@@ -47,12 +47,7 @@ class MidiOutput(_KeptPorts):
 
     def __init__(self, port: str | None = None, *, virtual_name: str | None = None, backend: str | None = None,
                  reconnect_interval_s: float = 0.5) -> None:
-        if port is None and virtual_name is None:
-            raise ValueError("give a port name fragment (port=...), a virtual port (virtual_name='livekit'), or both")
-        if port is not None and not port.strip():
-            raise ValueError("port name fragment must not be empty; use list_output_ports() to see the names")
-        if reconnect_interval_s <= 0:
-            raise ValueError(f"reconnect_interval_s must be > 0, got {reconnect_interval_s}")
+        self._check_args(port, virtual_name, reconnect_interval_s, "list_output_ports")
         self._backend = open_backend(backend)
         self._virtual_name = virtual_name
         self._virtual: Any = None

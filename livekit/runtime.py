@@ -181,14 +181,15 @@ class Show:
     def _tick(self, now: float) -> None:
         """One control tick: clock events, sketch mappings, conditioning to the worker, hot reload."""
         self.inputs.poll(now)
-        result = self.runner.tick(now, self.inputs.tempo(now))
+        tempo = self.inputs.tempo(now)
+        result = self.runner.tick(now, tempo)
         self._last_values = result.values
         cond = result.conditioning
         if self._input_image is not None:
             cond = replace(cond, image=self._input_image)
         self.last_conditioning = cond
         self._worker.submit(cond, now)
-        self.inputs.send_state(result.values, self._worker.stats.generated_fps or None, self.inputs.tempo(now))
+        self.inputs.send_state(result.values, self._worker.stats.generated_fps or None, tempo)
         if now >= self._next_reload_check:
             self._next_reload_check = now + RELOAD_POLL_S
             if self.options.reload:
