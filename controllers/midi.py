@@ -3,13 +3,15 @@
 Decoding follows the source keys of controllers.base: ``midi/cc/<ch>/<num>`` (0..1), ``midi/cc14/<ch>/<msb>``
 (0..1, MSB 0-31 paired with LSB 32-63), ``midi/rel/<ch>/<num>`` (signed steps), ``midi/note/<ch>/<note>``
 (velocity 0..1, 0 = off), ``midi/bend/<ch>`` (-1..1) and ``midi/program/<ch>`` (0..127). Clock messages go to a
-`MidiClock`. The mido backend is the caller's choice (``None`` = mido's default, rtmidi's default API; tests pass
-``"mido.backends.rtmidi/UNIX_JACK"``).
+`MidiClock`. The backend is the caller's choice: ``None`` finds the first rtmidi API that works (so without an ALSA
+sequencer but with a JACK server, the JACK ports), ``"alsa"``/``"jack"``/... picks an API, a full mido backend name
+such as ``"mido.backends.rtmidi/UNIX_JACK"`` is used as given; the MIDO_BACKEND variable still wins over auto.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +27,8 @@ from controllers.midi_clock import CLOCK_MESSAGE_TYPES, MidiClock
 log = logging.getLogger(__name__)
 
 RELATIVE_ENCODINGS = ("signed_bit", "binary_offset", "twos_complement")
+_RTMIDI = "mido.backends.rtmidi"
+MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE", "winmm": "WINDOWS_MM"}  # --midi-api
 VIRTUAL_PORT_NAME = "livekit"  # name of the virtual port other software sends to (and the default echo port)
 
 
@@ -135,9 +139,47 @@ def parse_midi_source(source: str) -> MidiSource:
     return MidiSource(kind, channel, number)
 
 
+def _rtmidi_api_names() -> dict[int, str]:
+    import rtmidi
+
+    return {getattr(rtmidi, n): n[4:] for n in dir(rtmidi)
+            if n.startswith("API_") and n not in ("API_UNSPECIFIED", "API_RTMIDI_DUMMY")}
+
+
+def _first_working_rtmidi_api() -> str | None:
+    """The first rtmidi API (native first, JACK after) that can open a client here, as a mido backend name."""
+    import rtmidi
+
+    names = _rtmidi_api_names()
+    for api in rtmidi.get_compiled_api():
+        if api not in names:
+            continue
+        try:
+            rtmidi.MidiIn(rtapi=api, name="livekit probe").delete()
+        except Exception:  # e.g. no /dev/snd/seq (ALSA) or no JACK server running
+            continue
+        return f"{_RTMIDI}/{names[api]}"
+    return None
+
+
+def resolve_backend(backend: str | None = None) -> str | None:
+    """The mido backend for a choice: ``None``/``"auto"`` finds a working rtmidi API (ALSA absent -> JACK), an API
+    name from MIDI_APIS picks one, a full name such as ``"mido.backends.rtmidi/UNIX_JACK"`` is used as given."""
+    if backend is None or backend.strip().lower() == "auto":
+        if os.environ.get("MIDO_BACKEND"):  # the user chose a mido backend for every program
+            return None
+        return _first_working_rtmidi_api()
+    key = backend.strip().lower()
+    if key in MIDI_APIS:
+        return f"{_RTMIDI}/{MIDI_APIS[key]}"
+    if "." in backend:
+        return backend
+    raise ValueError(f"MIDI api must be 'auto', one of {sorted(MIDI_APIS)} or a mido backend name, got {backend!r}")
+
+
 def open_backend(backend: str | None = None) -> mido.Backend:
-    """A loaded mido backend: ``None`` for mido's default, or e.g. ``"mido.backends.rtmidi/UNIX_JACK"``."""
-    return mido.Backend(backend, load=True)
+    """A loaded mido backend for a `resolve_backend` choice (``None`` = auto, ``"jack"``, a full mido name)."""
+    return mido.Backend(resolve_backend(backend), load=True)
 
 
 def list_input_ports(backend: str | None = None) -> list[str]:
