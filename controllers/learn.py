@@ -62,11 +62,26 @@ def mappings_path(sketch_path: str | os.PathLike[str]) -> Path:
     return path.with_name(path.stem + MAPPINGS_SUFFIX)
 
 
-def save_mappings(path: str | os.PathLike[str], mappings: Iterable[MidiMapping]) -> None:
-    """Write mappings as JSON, atomically (a crash mid-write never leaves half a file)."""
-    path = Path(path)
-    doc = {"format": MAPPINGS_FORMAT, "version": MAPPINGS_VERSION,
-           "mappings": [m.to_json() for m in sorted(mappings, key=lambda m: (m.target, m.source))]}
+_ENTRY_KEYS = ("target", "source", "encoding", "soft_takeover")
+
+
+def _read_doc(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != MAPPINGS_FORMAT:
+        raise ValueError(f"{path}: not a livekit MIDI mapping file (expected \"format\": \"{MAPPINGS_FORMAT}\")")
+    if doc.get("version") != MAPPINGS_VERSION:
+        raise ValueError(f"{path}: mapping file version {doc.get('version')!r} is not supported "
+                         f"(this livekit reads version {MAPPINGS_VERSION})")
+    if not isinstance(doc.get("mappings", []), list):
+        raise ValueError(f"{path}: \"mappings\" must be a list")
+    return doc
+
+
+def _write_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """JSON to a temporary file in the same folder, then os.replace: a crash never leaves half a file."""
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -78,34 +93,69 @@ def save_mappings(path: str | os.PathLike[str], mappings: Iterable[MidiMapping])
         raise
 
 
-def load_mappings(path: str | os.PathLike[str], missing_ok: bool = False) -> list[MidiMapping]:
-    """Read mappings saved by `save_mappings` (or written by hand); ValueError names the file and the bad entry."""
+def save_mappings(path: str | os.PathLike[str], mappings: Iterable[MidiMapping]) -> bool:
+    """Write mappings only if they differ from the file's; atomically, keeping keys livekit does not know.
+
+    Unknown top-level keys stay, and so do unknown keys of an entry whose target and source are unchanged.
+    Returns True when the file was written.
+    """
     path = Path(path)
-    if missing_ok and not path.exists():
-        return []
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != MAPPINGS_FORMAT:
-        raise ValueError(f"{path}: not a livekit MIDI mapping file (expected \"format\": \"{MAPPINGS_FORMAT}\")")
-    if doc.get("version") != MAPPINGS_VERSION:
-        raise ValueError(f"{path}: mapping file version {doc.get('version')!r} is not supported "
-                         f"(this livekit reads version {MAPPINGS_VERSION})")
-    entries = doc.get("mappings", [])
-    if not isinstance(entries, list):
-        raise ValueError(f"{path}: \"mappings\" must be a list")
+    wanted = sorted(mappings, key=lambda m: (m.target, m.source))
+    doc: dict[str, Any] = {"format": MAPPINGS_FORMAT, "version": MAPPINGS_VERSION}
+    old_entries: list[Any] = []
+    if path.exists():
+        try:
+            doc = _read_doc(path)
+            old_entries = doc.get("mappings", [])
+            if sorted(_parse_entries(path, old_entries), key=lambda m: (m.target, m.source)) == wanted:
+                return False
+        except ValueError:  # an unreadable file is replaced (load_mappings already told the user why)
+            doc, old_entries = {"format": MAPPINGS_FORMAT, "version": MAPPINGS_VERSION}, []
+    extras = {(e.get("target"), e.get("source")): {k: v for k, v in e.items() if k not in _ENTRY_KEYS}
+              for e in old_entries if isinstance(e, dict)}
+    doc = dict(doc)
+    doc["mappings"] = [{**m.to_json(), **extras.get((m.target, m.source), {})} for m in wanted]
+    _write_atomic(path, doc)
+    return True
+
+
+def _parse_entries(path: Path, entries: list[Any]) -> list[MidiMapping]:
     out = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or set(entry) - {"target", "source", "encoding", "soft_takeover"}:
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("target", "source")):
             raise ValueError(f"{path}: mapping {i} must be an object with target, source and optionally encoding "
                              f"and soft_takeover, got {entry!r}")
         try:
-            out.append(MidiMapping(entry.get("target"), entry.get("source", ""), entry.get("encoding"),
+            out.append(MidiMapping(entry.get("target"), entry["source"], entry.get("encoding"),
                                    bool(entry.get("soft_takeover", True))))
         except ValueError as exc:
             raise ValueError(f"{path}: mapping {i}: {exc}") from exc
     return out
+
+
+def load_mappings(path: str | os.PathLike[str], missing_ok: bool = False) -> list[MidiMapping]:
+    """Read mappings saved by `save_mappings` (or written by hand); ValueError names the file and the bad entry.
+
+    Keys livekit does not know (a comment, a label) are allowed and kept by `save_mappings`.
+    """
+    path = Path(path)
+    if missing_ok and not path.exists():
+        return []
+    doc = _read_doc(path)
+    return _parse_entries(path, doc.get("mappings", []))
+
+
+def merge_decoder_configs(*configs: MidiDecoderConfig) -> MidiDecoderConfig:
+    """One decoder config holding every 14-bit pair and relative encoder of the given ones (later ones win)."""
+    cc14: set[tuple[int, int]] = set()
+    relative: dict[tuple[int, int], str] = {}
+    for config in configs:
+        cc14 |= config.cc14
+        relative.update(config.relative)
+    for channel, msb in list(cc14):  # a later relative encoder on a pair's CC breaks the pair
+        if (channel, msb) in relative or (channel, msb + 32) in relative:
+            cc14.discard((channel, msb))
+    return MidiDecoderConfig(cc14=frozenset(cc14), relative=relative)
 
 
 def decoder_config_for(mappings: Iterable[MidiMapping]) -> MidiDecoderConfig:

@@ -329,6 +329,11 @@ class _KeptPorts:
         return self._virtual is not None if self._keeper is None else self._keeper.port is not None
 
     @property
+    def port_found(self) -> bool | None:
+        """Whether the named port is open (checked once by start(), then by the watcher); None if none was named."""
+        return None if self._keeper is None else self._keeper.port is not None
+
+    @property
     def port_name(self) -> str | None:
         """Full name of the open named port, or None."""
         port = None if self._keeper is None else self._keeper.port
