@@ -139,18 +139,12 @@ def parse_midi_source(source: str) -> MidiSource:
     return MidiSource(kind, channel, number)
 
 
-def _rtmidi_api_names() -> dict[int, str]:
-    import rtmidi
-
-    return {getattr(rtmidi, n): n[4:] for n in dir(rtmidi)
-            if n.startswith("API_") and n not in ("API_UNSPECIFIED", "API_RTMIDI_DUMMY")}
-
-
 def _first_working_rtmidi_api() -> str | None:
     """The first rtmidi API (native first, JACK after) that can open a client here, as a mido backend name."""
     import rtmidi
 
-    names = _rtmidi_api_names()
+    names = {getattr(rtmidi, n): n[4:] for n in dir(rtmidi)
+             if n.startswith("API_") and n not in ("API_UNSPECIFIED", "API_RTMIDI_DUMMY")}
     for api in rtmidi.get_compiled_api():
         if api not in names:
             continue
