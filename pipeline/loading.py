@@ -11,7 +11,8 @@ import torch
 from pipeline.protocol import Denoiser
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-RANDOM_SD_PRESETS = ("tiny", "small")  # random-weight SD architectures for tests and `livekit bench`
+RANDOM_SD_PRESETS = ("tiny", "small", "sd-turbo", "sd15", "sdxl-turbo")  # random-weight SD for tests and bench
+_FULL_SIZE = ("sd-turbo", "sd15", "sdxl-turbo")  # the real architectures, built in memory (pipeline.random_full)
 _BUILTIN_MODELS: dict[tuple, Denoiser] = {}  # the builtin model takes seconds to draw its components: keep it
 
 
@@ -23,12 +24,16 @@ def _is_image_folder(path: Path) -> bool:
 
 
 def _random_sd(preset: str, **kwargs: Any) -> Denoiser:
-    """Build (once per process) and load a random-weight SD pipeline: 'random-sd:tiny' or 'random-sd:small'."""
+    """Build (once per process) and load a random-weight SD pipeline: 'random-sd:tiny', 'small', 'sd-turbo', ..."""
     from pipeline.random_sd import SMALL_SD, RandomSDSpec, build_random_sd
     from pipeline.sd import load_sd
 
     if preset not in RANDOM_SD_PRESETS:
         raise ValueError(f"random-sd preset must be one of {RANDOM_SD_PRESETS}, got {preset!r}")
+    if preset in _FULL_SIZE:  # full size: random weights straight into memory (gigabytes: never saved)
+        from pipeline.random_full import load_random_full
+
+        return load_random_full(preset, **kwargs)
     folder = Path(tempfile.gettempdir()) / f"livekit-random-sd-{preset}"
     if not (folder / "model_index.json").exists():
         build_random_sd(folder, SMALL_SD if preset == "small" else RandomSDSpec())
@@ -40,7 +45,8 @@ def _random_sd(preset: str, **kwargs: Any) -> Denoiser:
 def load_model(
     name: str | Path = "builtin", device: str | torch.device = "auto", dtype: torch.dtype | None = None, **kwargs: Any
 ) -> Denoiser:
-    """Load a model by name: "builtin", "folder:PATH" or an image folder, "random-sd:tiny|small", or a diffusers
+    """Load a model by name: "builtin", "folder:PATH" or an image folder, "random-sd:PRESET" (tiny, small,
+    sd-turbo, sd15, sdxl-turbo), or a diffusers
     Stable Diffusion folder / cached hub id (extra keyword arguments such as vae=, lora=, compile= go to it)."""
     from pipeline.devices import default_dtype, resolve_device
 
