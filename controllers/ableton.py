@@ -19,8 +19,9 @@ from controllers.base import TempoState
 ABLETON_OSC_PORT = 11000  # where AbletonOSC listens
 ABLETON_REPLY_PORT = 11001  # where AbletonOSC always sends its replies and listener updates
 ABLETON_ADDRESSES = frozenset({"/live/song/get/beat", "/live/song/beat", "/live/song/get/tempo",
-                               "/live/song/get/is_playing", "/live/song/get/signature_numerator"})
-_LISTEN = ("beat", "tempo", "is_playing", "signature_numerator")
+                               "/live/song/get/is_playing", "/live/song/get/signature_numerator",
+                               "/live/song/get/current_song_time"})
+_LISTEN = ("beat", "tempo", "is_playing", "signature_numerator", "current_song_time")
 
 
 def one_number(args: tuple[Any, ...]) -> float | str:
@@ -74,11 +75,20 @@ class AbletonClock:
                 if not 1 <= value <= 99:
                     return f"signature numerator {value} is out of range 1..99"
                 self._beats_per_bar = int(value)
-            else:  # a beat message
-                if self._beat is not None and value == self._beat + 1:
+            elif address.endswith("/current_song_time"):  # the song position in beats: follows a jump at once
+                if value < 0:
+                    return f"song time {value} must be >= 0 beats"
+                self._beat, self._beat_s = value, time_s
+            else:  # a beat message (a number that is not the next beat is a jump: taken as the new position)
+                if self._beat is not None and value == math.floor(self._beat) + 1:
                     self._beat_interval_s = time_s - self._beat_s
                 self._beat, self._beat_s, self._playing = value, time_s, True
         return None
+
+    @property
+    def stopped(self) -> bool:
+        """True while Live reports it is not playing: the master clock holds the beat."""
+        return not self._playing
 
     def tempo(self, now_s: float | None = None) -> TempoState | None:
         """Tempo and beat position at now_s (default now), or None before Ableton sent a tempo or two beats."""

@@ -38,8 +38,13 @@ class MidiClockConfig:
 
     window_ticks: int = 96  # ticks in the BPM fit (4 beats): longer is smoother, shorter follows tempo changes faster
     timeout_s: float = 0.5  # no tick for this long: the clock is lost (TempoState.running = False)
-    max_gap_factor: float = 8.0  # a gap this many tick intervals long restarts the fit (the sender paused)
+    max_gap_factor: float = 8.0  # a gap this many tick intervals long restarts the fit (the sender paused)...
+    restart_s: float = 0.5  # ...once it is also this long: shorter stalls are a congested transport, not a pause
     beats_per_bar: int = 4  # for bar phase
+    bpm_min: float = 20.0  # fits outside bpm_min..bpm_max are ignored (a burst or a gap, not a tempo)
+    bpm_max: float = 300.0
+    switch_share: float = 0.03  # a fit this far (relative) from the tempo shown must hold...
+    switch_ticks: int = 24  # ...over this many ticks, within switch_share of itself, before the tempo jumps to it
 
     def __post_init__(self) -> None:
         if self.window_ticks < 2:
@@ -50,6 +55,10 @@ class MidiClockConfig:
             raise ValueError(f"max_gap_factor must be > 1, got {self.max_gap_factor}")
         if self.beats_per_bar < 1:
             raise ValueError(f"beats_per_bar must be >= 1, got {self.beats_per_bar}")
+        if not 0 < self.bpm_min < self.bpm_max:
+            raise ValueError(f"need 0 < bpm_min < bpm_max, got {self.bpm_min}, {self.bpm_max}")
+        if self.restart_s < 0 or self.switch_share <= 0 or self.switch_ticks < 0:
+            raise ValueError("restart_s and switch_ticks must be >= 0 and switch_share > 0")
 
 
 class MidiClock:
@@ -66,6 +75,10 @@ class MidiClock:
         self._stopped = False  # after MIDI stop; a clock with no start at all counts as running
         self._bpm: float | None = None
         self._bpm_dirty = False
+        self._challenger: tuple[float, int] | None = None  # (side of a differing fit: +1/-1, the tick it began at)
+        self._settled = False  # the tempo shown came from a full window: big changes must hold first
+        self._full_bpm: float | None = None  # the latest tempo fitted over a full window (kept across pauses)
+        self._ticks_seen = 0
 
     def feed(self, msg: mido.Message, time_s: float) -> None:
         """Handle one clock, start, stop, continue or songpos message that arrived at time_s; others are ignored."""
@@ -88,11 +101,15 @@ class MidiClock:
             if times:
                 gap = time_s - times[-1]
                 average = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else 0.0  # burst-proof
-                paused = gap > self.config.timeout_s or (average > 0 and gap > self.config.max_gap_factor * average)
+                cfg = self.config
+                long_gap = gap > cfg.timeout_s or (average > 0 and gap > cfg.max_gap_factor * average)
+                paused = long_gap and gap > cfg.restart_s
                 if gap < 0 or paused:
-                    times.clear()  # the sender paused: a new run
+                    times.clear()  # the sender paused: a new run, free to set a new tempo
+                    self._settled, self._challenger = False, None
             times.append(time_s)
             self._bpm_dirty = True
+            self._ticks_seen += 1
             self._last_tick_s = time_s
             if not self._stopped:
                 self._position = self._next
@@ -116,6 +133,11 @@ class MidiClock:
             self._stopped, self._fresh = False, True
             self._position = self._next
 
+    @property
+    def stopped(self) -> bool:
+        """True after MIDI stop until start or continue: the master clock holds the beat instead of free-running."""
+        return self._stopped
+
     def set_song_position(self, sixteenths: int) -> None:
         """MIDI song position pointer, in sixteenth notes from the start of the song."""
         if not 0 <= sixteenths <= 16383:
@@ -128,12 +150,39 @@ class MidiClock:
         if self._bpm_dirty:
             self._bpm_dirty = False
             t = np.asarray(self._times, dtype=np.float64)  # (n,) arrival times
+            if not self._settled:
+                t = _skip_leading_burst(t, None if self._full_bpm is None else 60.0 / (PPQN * self._full_bpm))
             index = tick_counts(t)  # (m,) m <= n: the newest ticks wait while their count is undecided
             if len(index) >= (2 if self._bpm is None else _MIN_GAPS + 1):  # a new run must settle before it rules
-                seconds_per_tick = _late_robust_slope(index, t[: len(index)])
+                prior = None if self._full_bpm is None else 60.0 / (PPQN * self._full_bpm)
+                seconds_per_tick = _late_robust_slope(index, t[: len(index)], prior)
                 if seconds_per_tick > 0:
-                    self._bpm = 60.0 / (PPQN * seconds_per_tick)
+                    self._accept(60.0 / (PPQN * seconds_per_tick), index, t[: len(index)], prior)
         return self._bpm
+
+    def _accept(self, fitted: float, index: np.ndarray, t: np.ndarray, prior: float | None) -> None:
+        """Take a fitted tempo: in range, and (once settled) a big change only when it held for switch_ticks."""
+        cfg = self.config
+        if not cfg.bpm_min <= fitted <= cfg.bpm_max:
+            return
+        if not self._settled or abs(fitted / self._bpm - 1.0) <= cfg.switch_share:
+            self._bpm, self._challenger = fitted, None
+            self._settled = len(self._times) == cfg.window_ticks
+            if self._settled:
+                self._full_bpm = fitted
+            return
+        side = 1.0 if fitted > self._bpm else -1.0
+        if self._challenger is None or self._challenger[0] != side:
+            self._challenger = (side, self._ticks_seen)
+        held = self._ticks_seen - self._challenger[1] >= cfg.switch_ticks
+        n = cfg.switch_ticks
+        if not held and n >= 2 and len(index) >= n:  # read rarely: do the newest switch_ticks ticks agree on their own?
+            recent = _late_robust_slope(index[-n:], t[-n:], prior)
+            recent_bpm = 60.0 / (PPQN * recent) if recent > 0 else 0.0
+            held = (recent_bpm - self._bpm) * side > cfg.switch_share * self._bpm
+        if held:
+            self._bpm, self._challenger = fitted, None
+            self._full_bpm = fitted
 
     def tempo(self, now_s: float | None = None) -> TempoState | None:
         """The tempo and beat position at now_s (default: now), or None before two clock pulses arrived."""
@@ -187,21 +236,33 @@ def tick_counts(t: np.ndarray) -> np.ndarray:
     return np.concatenate(([0.0], np.cumsum(steps)))[:end]
 
 
+def _skip_leading_burst(t: np.ndarray, typical_s: float | None) -> np.ndarray:
+    """A run's arrival times from the first of three gaps in a row near the typical gap (drops a catch-up burst)."""
+    if len(t) < 4:
+        return t
+    gaps = np.diff(t)
+    regular = gaps > 0.5 * (float(np.median(gaps)) if typical_s is None else typical_s)
+    run = regular[:-2] & regular[1:-1] & regular[2:]
+    first = int(np.argmax(run)) if run.any() else 0
+    return t[first:]
+
+
 def _slope(index: np.ndarray, t: np.ndarray) -> float:
     i = index - index.mean()
     denominator = float(np.dot(i, i))
     return float(np.dot(i, t - t.mean()) / denominator) if denominator > 0 else 0.0
 
 
-def _late_robust_slope(index: np.ndarray, t: np.ndarray) -> float:
+def _late_robust_slope(index: np.ndarray, t: np.ndarray, prior: float | None = None) -> float:
     """Seconds per tick: a least-squares line, refitted without ticks that arrived late.
 
     Transport delays only ever make a tick late; a stalled sender or a late JACK cycle delivers several at once,
     which tilts a plain fit. Ticks further behind the line than 30% of an interval (or than the transport's usual
-    jitter, if larger) are left out.
+    jitter, if larger) are left out. The first line has the `prior` slope (the tempo shown) when there is one, so
+    a burst cannot tilt the line that decides which ticks were late.
     """
-    slope = _slope(index, t)
-    for _ in range(2):
+    slope = _slope(index, t) if prior is None else prior
+    for _ in range(3):
         if slope <= 0:
             break
         residual = t - slope * index
@@ -209,6 +270,8 @@ def _late_robust_slope(index: np.ndarray, t: np.ndarray) -> float:
         spread = 3.0 * 1.4826 * float(np.median(np.abs(residual)))  # ~3 sigma of the transport's own jitter
         keep = residual <= max(_LATE * slope, spread)
         if keep.all() or keep.sum() < max(2, len(t) // 2):
+            if slope == prior:  # the prior line explains too little: the tempo changed, fit the ticks as they are
+                slope = _slope(index, t)
             break
         index, t = index[keep], t[keep]
         slope = _slope(index, t)

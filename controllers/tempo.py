@@ -151,6 +151,9 @@ class ClockConfig:
         _check_bpm(self.fallback_bpm)
 
 
+_JUMP_BEATS = 0.5  # the active source's count moving this far from where the master expected it is a jump
+
+
 class MasterClock:
     """Picks the first running source in priority order (or a pinned one) and reports one continuous beat count.
 
@@ -174,6 +177,8 @@ class MasterClock:
         self._last_beat: int | None = None
         self._last_bar: int | None = None
         self._last_source: str | None = None
+        self._free_running = True  # False while the active source's transport holds the beat
+        self._jumped = False  # the source's position jumped since events() last ran
 
     def pin(self, name: str | None) -> None:
         """Use only this source while it runs (None: back to priority order)."""
@@ -187,31 +192,38 @@ class MasterClock:
             if self._pinned is not None and name != self._pinned:
                 continue
             state = source.tempo()
-            if state is not None and state.running and now - state.time_s <= self.config.stale_s and state.bpm > 0:
+            if state is None or now - state.time_s > self.config.stale_s or state.bpm <= 0:
+                continue
+            if state.running or getattr(source, "stopped", False):  # a stopped transport still owns the beat
                 return name, state
         return None
 
     def tempo(self, now_s: float | None = None) -> TempoState:
-        """The master tempo at now_s (default now): running=False while free-running on the last known tempo."""
+        """The master tempo at now_s (default now): running=False while free-running on the last known tempo or
+        while the active source's transport is stopped (then the beat holds where it stopped)."""
         now = time.monotonic() if now_s is None else now_s
         with self._lock:
             picked = self._pick(now)
             free_beat, free_s, free_bpm = self._free
-            previous = free_beat + (now - free_s) * free_bpm / 60.0
+            previous = free_beat + (now - free_s) * free_bpm / 60.0 if self._free_running else free_beat
             if picked is None:
                 self.active = None
+                self._free, self._free_running = (previous, now, free_bpm), True
                 bpb = self.config.beats_per_bar or 4
                 return TempoState(bpm=free_bpm, beat=previous, time_s=now, running=False, beats_per_bar=bpb)
             name, state = picked
             bpb = self.config.beats_per_bar or state.beats_per_bar
             source_beat = beat_at(state, now)
-            if name != self.active:  # keep the count near where it was, whole bars apart from the source's
+            switched = name != self.active
+            if switched:  # keep the count near where it was, whole bars apart from the source's
                 self._offset = round((previous - source_beat) / bpb) * bpb if self._has_run else 0.0
                 self.active = name
                 self._has_run = True
             beat = source_beat + self._offset
-            self._free = (beat, now, state.bpm)
-            return TempoState(bpm=state.bpm, beat=beat, time_s=now, running=True, beats_per_bar=bpb)
+            if not switched and abs(beat - previous) > _JUMP_BEATS:  # start, song position, a relocate
+                self._jumped = True
+            self._free, self._free_running = (beat, now, state.bpm), state.running
+            return TempoState(bpm=state.bpm, beat=beat, time_s=now, running=state.running, beats_per_bar=bpb)
 
     def phases(self, now_s: float | None = None) -> tuple[float, float]:
         """(beat phase, bar phase), each 0..1, at now_s."""
@@ -228,6 +240,10 @@ class MasterClock:
                   ControlEvent("clock/bar_phase", bar_phase, now),
                   ControlEvent("clock/running", 1.0 if state.running else 0.0, now)]
         number, bar = math.floor(state.beat), math.floor(state.beat / state.beats_per_bar)
+        if self._jumped:  # a jump restarts the count: a landing on a beat or bar line fires it, never a stale max
+            self._jumped = False
+            self._last_beat = math.ceil(state.beat) - 1
+            self._last_bar = math.ceil(state.beat / state.beats_per_bar) - 1
         if self._last_beat is not None and number > self._last_beat:
             events.append(ControlEvent("clock/beat", 1.0, now))
         if self._last_bar is not None and bar > self._last_bar:
