@@ -82,61 +82,66 @@ def _polar(x: Array, y: Array, rng: random.Random, spread: float = 0.3) -> tuple
     return np.hypot(x - cx, y - cy), np.arctan2(y - cy, x - cx)
 
 
-def _gradient(x: Array, y: Array, rng: random.Random) -> Array:
+def _gradient(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     kind, ang, ph = rng.randrange(3), rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi)
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
-    if kind == 0:  # linear with a gentle bend
-        return np.clip(0.5 + 0.38 * u + 0.08 * np.sin(2.2 * v + ph), 0, 1)
+    tau = 2 * math.pi * phase
+    if kind == 0:  # linear with a gentle bend, rolling
+        return np.clip(0.5 + 0.38 * u + 0.1 * np.sin(2.2 * v + ph + tau), 0, 1)
     if kind == 1:  # radial glow
         r, _ = _polar(x, y, rng, 0.5)
-        return _gauss((r / rng.uniform(0.6, 1.1)) ** 2)
-    return np.clip(0.5 + 0.45 * np.sin(1.3 * u + ph + 0.9 * np.sin(1.7 * v + 2 * ph)), 0, 1)  # aurora
+        return _gauss((r / (rng.uniform(0.6, 1.1) * (1 + 0.15 * math.sin(tau)))) ** 2)  # breathing
+    return np.clip(0.5 + 0.45 * np.sin(1.3 * u + ph + tau + 0.9 * np.sin(1.7 * v + 2 * ph - tau)), 0, 1)  # aurora
 
 
-def _rings(x: Array, y: Array, rng: random.Random) -> Array:
+def _rings(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     r, _ = _polar(x, y, rng)
     freq, duty, ph = rng.uniform(1.8, 4.5), rng.uniform(0.3, 0.55), rng.random()
-    c = np.cos(2 * math.pi * (freq * r - ph))
+    c = np.cos(2 * math.pi * (freq * r - ph - phase))  # rings expand as the phase grows
     thr = math.cos(math.pi * duty)
     return _sstep(thr - 0.25, thr + 0.25, c) * (0.45 + 0.55 * _gauss((r / 1.3) ** 2))
 
 
-def _stripes(x: Array, y: Array, rng: random.Random) -> Array:
+def _stripes(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     ang, freq, warp = rng.uniform(0, math.pi), rng.uniform(1.5, 3.5), rng.uniform(0, 0.3)
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
     u = u + warp * np.sin(rng.uniform(1.5, 3.5) * v + rng.uniform(0, 6.3))
-    band = _sstep(-0.3, 0.3, np.sin(2 * math.pi * freq * u))
+    band = _sstep(-0.3, 0.3, np.sin(2 * math.pi * (freq * u - phase)))  # stripes scroll
     return band * (0.65 + 0.35 * (0.5 + 0.5 * np.tanh(v)))
 
 
-def _blobs(x: Array, y: Array, rng: random.Random) -> Array:
+def _blobs(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     field = np.zeros_like(x)
     for _ in range(rng.randint(3, 7)):
         cx, cy, rad = rng.uniform(-0.9, 0.9), rng.uniform(-0.8, 0.8), rng.uniform(0.18, 0.42)
+        turn, orbit = 2 * math.pi * (phase * rng.choice((-1, 1)) + rng.random()), rng.uniform(0.1, 0.3)
+        cx, cy = cx + orbit * math.cos(turn), cy + orbit * math.sin(turn)  # blobs drift on small loops
         field = field + rad**2 / ((x - cx) ** 2 + (y - cy) ** 2 + 1e-3)
     inside = _sstep(0.9, 1.1, field)
     return 0.3 * np.clip(field, 0, 1) ** 2 + inside * (0.45 + 0.25 * np.clip(field / 4, 0, 1))
 
 
-def _plasma(x: Array, y: Array, rng: random.Random) -> Array:
+def _plasma(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     r, _ = _polar(x, y, rng, 0.8)
-    u = (np.sin(rng.uniform(1.5, 4) * x + rng.uniform(0, 6.3)) + np.sin(rng.uniform(1.5, 4) * y + rng.uniform(0, 6.3))
-         + np.sin(rng.uniform(1.5, 4) * (x + y) + rng.uniform(0, 6.3)) + np.sin(rng.uniform(2, 5) * r))
+    tau = 2 * math.pi * phase  # plasma swirls: each wave runs at its own whole number of turns per cycle
+    u = (np.sin(rng.uniform(1.5, 4) * x + rng.uniform(0, 6.3) + tau)
+         + np.sin(rng.uniform(1.5, 4) * y + rng.uniform(0, 6.3) - tau)
+         + np.sin(rng.uniform(1.5, 4) * (x + y) + rng.uniform(0, 6.3) + 2 * tau) + np.sin(rng.uniform(2, 5) * r - tau))
     return 0.5 + 0.5 * np.sin(math.pi * rng.uniform(0.45, 0.9) * u)
 
 
-def _grid(x: Array, y: Array, rng: random.Random) -> Array:
+def _grid(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     if rng.random() < 0.5:  # flat glowing grid
         ang, k = rng.uniform(0, math.pi / 2), rng.uniform(2, 4)
         u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
-        du = np.abs(_frac(u * k + 100.5) - 0.5) / k
+        du = np.abs(_frac(u * k + 100.5 - phase) - 0.5) / k  # the grid slides one cell per cycle
         dv = np.abs(_frac(v * k + 100.5) - 0.5) / k
         return 0.1 + 0.85 * _glow(np.minimum(du, dv), 0.05) * (0.6 + 0.4 * _gauss(x * x + y * y))
     h0, k = rng.uniform(-0.25, 0.05), rng.uniform(1.5, 2.5)  # synthwave floor, sky and sun
     below = np.maximum(h0 - y, 0.02)
     depth = 0.6 / below
     dx = np.abs(_frac(x * depth * k + 100.5) - 0.5) / (depth * k)
-    dz = np.abs(_frac(depth * k + rng.random()) - 0.5) * below * below / (0.6 * k)
+    dz = np.abs(_frac(depth * k + rng.random() - phase) - 0.5) * below * below / (0.6 * k)  # the floor rolls in
     floor = 0.05 + 0.9 * _glow(np.minimum(dx, dz), 0.025) * _sstep(0.0, 0.12, h0 - y)
     sun_r, sun_y = rng.uniform(0.35, 0.55), h0 + rng.uniform(0.25, 0.45)
     sun = _sstep(sun_r + 0.02, sun_r - 0.02, np.hypot(x, y - sun_y))
@@ -158,21 +163,24 @@ def _star_layer(x: Array, y: Array, gen: np.random.Generator, cell: float, size:
     return bright[i, j] * (_gauss(d2 / size**2) + 0.3 * _gauss(d2 / (3 * size) ** 2))
 
 
-def _stars(x: Array, y: Array, rng: random.Random) -> Array:
+def _stars(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     gen = np.random.default_rng(rng.randrange(2**31))
     haze = 0.5 + 0.5 * np.sin(rng.uniform(1, 2.5) * x + 1.7 * np.sin(rng.uniform(1, 2) * y + rng.uniform(0, 6)))
     field = 0.14 * haze**2
-    for cell, size, chance in ((0.16, 0.018, 0.5), (0.35, 0.028, 0.5), (0.7, 0.045, 0.4)):
-        field = field + _star_layer(x, y, gen, cell, size * rng.uniform(0.8, 1.3), chance)
+    tau, turn = 2 * math.pi * phase, rng.uniform(0, 2 * math.pi)
+    for depth, (cell, size, chance) in enumerate(((0.16, 0.018, 0.5), (0.35, 0.028, 0.5), (0.7, 0.045, 0.4))):
+        drift = 0.06 * (depth + 1)  # nearer layers drift further (parallax), on a loop that closes each cycle
+        sx, sy = x + drift * math.cos(tau + turn), y + drift * math.sin(tau + turn)
+        field = field + _star_layer(sx, sy, gen, cell, size * rng.uniform(0.8, 1.3), chance)
     return np.clip(field, 0, 1)
 
 
-def _waves(x: Array, y: Array, rng: random.Random) -> Array:
+def _waves(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     n, amp, freq, ph = rng.randint(3, 7), rng.uniform(0.08, 0.25), rng.uniform(1.5, 4), rng.uniform(0, 6.3)
     filled = rng.random() < 0.4
     out = np.zeros_like(x)
     for i in range(n):
-        wave = -0.9 + 1.8 * (i + 0.5) / n + amp * np.sin(freq * x + ph + 1.3 * i)
+        wave = -0.9 + 1.8 * (i + 0.5) / n + amp * np.sin(freq * x + ph + 1.3 * i - 2 * math.pi * phase)  # rolling
         if filled:  # stacked hills, brighter towards the top
             out = np.maximum(out, _sstep(-0.02, 0.02, y - wave) * (i + 1) / n)
         else:  # glowing lines
@@ -180,9 +188,9 @@ def _waves(x: Array, y: Array, rng: random.Random) -> Array:
     return out
 
 
-def _tunnel(x: Array, y: Array, rng: random.Random) -> Array:
+def _tunnel(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     r, th = _polar(x, y, rng, 0.2)
-    depth, n = rng.uniform(0.35, 0.8) / (r + 0.03) + rng.random(), rng.choice((4, 6, 8, 10, 12))
+    depth, n = rng.uniform(0.35, 0.8) / (r + 0.03) + rng.random() + phase, rng.choice((4, 6, 8, 10, 12))  # zoom
     if rng.random() < 0.5:
         pattern = _sstep(-0.25, 0.25, np.sin(2 * math.pi * depth) * np.sin(n * th))
     else:
@@ -190,32 +198,33 @@ def _tunnel(x: Array, y: Array, rng: random.Random) -> Array:
     return pattern * _sstep(0.06, 0.7, r) * 0.9 + 0.05
 
 
-def _spiral(x: Array, y: Array, rng: random.Random) -> Array:
+def _spiral(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     r, th = _polar(x, y, rng, 0.2)
     arms, twist = rng.randint(1, 6), rng.uniform(2, 6) * rng.choice((-1, 1))
-    c = np.cos(arms * th - twist * np.log(r + 0.02))
+    c = np.cos(arms * th - twist * np.log(r + 0.02) - 2 * math.pi * phase)  # the spiral turns
     return _sstep(-0.2, 0.3, c) * _sstep(0.0, 0.25, r) * 0.85 + 0.8 * _gauss((r / 0.12) ** 2)
 
 
-def _rays(x: Array, y: Array, rng: random.Random) -> Array:
+def _rays(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     r, th = _polar(x, y, rng, 0.25)
     n, twist, core = rng.randint(6, 18), rng.uniform(-1.5, 1.5), rng.uniform(0.1, 0.3)
-    beams = _sstep(0.0, 0.5, np.cos(n * th + twist * r)) * _gauss(r / rng.uniform(0.8, 2.0))
+    beams = _sstep(0.0, 0.5, np.cos(n * th + twist * r - 2 * math.pi * phase))  # the rays turn * _gauss(r / rng.uniform(0.8, 2.0))
     return np.clip(np.maximum(0.85 * beams, _sstep(core + 0.02, core - 0.02, r)), 0, 1)
 
 
-def _checker(x: Array, y: Array, rng: random.Random) -> Array:
+def _checker(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     ang, k, warp = rng.uniform(0, math.pi / 2), rng.uniform(3, 6), rng.uniform(0, 0.5)
     r2 = x * x + y * y
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
     u, v = u * (1 + warp * r2), v * (1 + warp * r2)  # a gentle fisheye
-    cells = _sstep(-0.25, 0.25, np.sin(k * u) * np.sin(k * v))
+    cells = _sstep(-0.25, 0.25, np.sin(k * u - 2 * math.pi * phase) * np.sin(k * v))  # the board slides
     return 0.08 + 0.8 * cells + 0.12 * (0.5 + 0.5 * np.tanh(y))
 
 
-def _flower(x: Array, y: Array, rng: random.Random) -> Array:
+def _flower(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     r, th = _polar(x, y, rng, 0.1)
     n, layers, amp = rng.randint(3, 12), rng.randint(2, 4), rng.uniform(0.15, 0.35)
+    th = th - 2 * math.pi * phase / n  # the flower turns by one petal per cycle
     out = np.zeros_like(x)
     for i in range(layers):  # outer layer first, each inner layer painted over it
         rad = 0.95 * (layers - i) / layers
@@ -225,8 +234,10 @@ def _flower(x: Array, y: Array, rng: random.Random) -> Array:
     return np.maximum(out * (0.75 + 0.25 * np.cos(n * th * 2) ** 2), 0.15 * glow)
 
 
-def _cells(x: Array, y: Array, rng: random.Random) -> Array:
+def _cells(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     pts = [(rng.uniform(-1.8, 1.8), rng.uniform(-1.2, 1.2), rng.random()) for _ in range(rng.randint(10, 24))]
+    tau = 2 * math.pi * phase  # the cell centres wander on small loops
+    pts = [(px + 0.12 * math.cos(tau + 7 * v), py + 0.12 * math.sin(tau + 7 * v), v) for px, py, v in pts]
     d = np.stack([np.hypot(x - px, y - py) for px, py, _ in pts])  # (P, H, W)
     two = np.partition(d, 1, axis=0)[:2]  # nearest and second-nearest distances
     shade = np.array([v for _, _, v in pts], dtype=x.dtype)[d.argmin(axis=0)]
@@ -234,30 +245,31 @@ def _cells(x: Array, y: Array, rng: random.Random) -> Array:
     return np.maximum(0.15 + 0.45 * shade * (1 - np.clip(two[0] / 0.9, 0, 1)), edge * 0.95)
 
 
-def _dots(x: Array, y: Array, rng: random.Random) -> Array:
+def _dots(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     ang, k = rng.uniform(0, math.pi / 2), rng.uniform(3, 6)
     u, v = x * math.cos(ang) + y * math.sin(ang), -x * math.sin(ang) + y * math.cos(ang)
-    du, dv = _frac(u * k / 2 + 100.5) - 0.5, _frac(v * k / 2 + 100.5) - 0.5
+    du, dv = _frac(u * k / 2 + 100.5 - phase) - 0.5, _frac(v * k / 2 + 100.5) - 0.5  # the dots slide
     d = np.hypot(du, dv)
     wave = np.sin(rng.uniform(1, 2.5) * x + rng.uniform(0, 6.3)) * np.cos(rng.uniform(1, 2) * y)
     rad = 0.1 + 0.32 * (0.5 + 0.5 * wave)
     return 0.08 + 0.85 * _sstep(0.03, -0.03, d - rad)
 
 
-def _kaleidoscope(x: Array, y: Array, rng: random.Random) -> Array:
+def _kaleidoscope(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     r, th = _polar(x, y, rng, 0.05)
     n = rng.choice((6, 8, 10, 12))
     sector = 2 * math.pi / n
     folded = np.abs((th % sector) - sector / 2)  # every sector shows the same mirrored wedge
     u, v = r * np.cos(folded), r * np.sin(folded)
     f1, f2, f3, ph = rng.uniform(4, 8), rng.uniform(6, 12), rng.uniform(3, 6), rng.uniform(0, 6.3)
-    field = np.sin(f1 * u + ph) + np.cos(f2 * v + 0.5 * ph) + 0.7 * np.sin(f3 * (u + 2 * v) - ph)
+    ph = ph + 2 * math.pi * phase  # the inner pattern flows
+    field = np.sin(f1 * u + ph) + np.cos(f2 * v - ph) + 0.7 * np.sin(f3 * (u + 2 * v) - ph)
     pattern = 0.55 * _sstep(-0.5, 1.5, field) + 0.6 * _glow(np.abs(field), 0.35)
     return np.clip(pattern, 0, 1) * (0.35 + 0.65 * _sstep(1.5, 0.3, r))
 
 
 # family -> (field function, tags, smooth-variation multiplier)
-FAMILIES: dict[str, tuple[Callable[[Array, Array, random.Random], Array], tuple[str, ...], float]] = {
+FAMILIES: dict[str, tuple[Callable[..., Array], tuple[str, ...], float]] = {
     "gradient": (_gradient, ("gradient", "calm", "minimal", "soft"), 1.2),
     "rings": (_rings, ("rings", "geometric", "hypnotic"), 1.0),
     "stripes": (_stripes, ("stripes", "lines", "geometric"), 1.0),
@@ -328,10 +340,15 @@ def coordinates(height: int, width: int) -> tuple[Array, Array]:
     return np.broadcast_to(xs[None, :], (height, width)), np.broadcast_to(ys[:, None], (height, width))
 
 
+def render_field(family: str, seed: int, height: int, width: int, phase: float = 0.0) -> Array:
+    """(H, W) float32 field in [0, 1] of one family drawn with a seed at an animation phase (cycles; period 1)."""
+    x, y = coordinates(height, width)
+    return np.clip(FAMILIES[family][0](x, y, random.Random(seed), phase), 0, 1).astype(np.float32)
+
+
 def render_component(spec: ComponentSpec, height: int, width: int) -> Array:
     """(3, H, W) float32 colours in [0, 1] of one component at full detail (the same picture at every size)."""
-    x, y = coordinates(height, width)
-    field = FAMILIES[spec.family][0](x, y, random.Random(spec.seed))
+    field = render_field(spec.family, spec.seed, height, width)
     return apply_palette(field.astype(np.float32), spec.palette)
 
 
