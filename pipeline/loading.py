@@ -47,7 +47,7 @@ def load_model(
 ) -> Denoiser:
     """Load a model by name: "builtin", "folder:PATH" or an image folder, "random-sd:PRESET" (tiny, small,
     sd-turbo, sd15, sdxl-turbo), or a diffusers
-    Stable Diffusion folder / cached hub id (extra keyword arguments such as vae=, lora=, compile= go to it)."""
+    Stable Diffusion 1.x/2.x or SDXL folder / cached hub id (extra keyword arguments such as vae=, lora=, compile= go to it)."""
     from pipeline.devices import default_dtype, resolve_device
 
     text = str(name).strip() or "builtin"
@@ -67,6 +67,10 @@ def load_model(
     if text.startswith("random-sd:"):
         return _random_sd(text.split(":", 1)[1], device=device, dtype=dtype, **kwargs)
     from pipeline.sd import load_sd
+    from pipeline.sd_files import resolve_local
+    from pipeline.sdxl import is_sdxl_folder, load_sdxl
 
     dev = resolve_device(device)
-    return load_sd(text, device=dev, dtype=dtype or default_dtype(dev), **kwargs)
+    folder = resolve_local(text, "model")
+    loader = load_sdxl if folder.is_dir() and is_sdxl_folder(folder) else load_sd
+    return loader(text, device=dev, dtype=dtype or default_dtype(dev), **kwargs)
