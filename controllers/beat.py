@@ -32,6 +32,13 @@ class BeatConfig:
     switch_s: float = 1.0  # a clearly different tempo must win this long before the tracker jumps to it
     lost_s: float = 4.0  # without onsets for this long the tracker reports running=False (and keeps its tempo)
     min_confidence: float = 0.15  # comb score (0..1) below which the tempo counts as not found
+    prior_min_bpm: float = 70.0  # the tempo is read at the metrical level inside prior_min_bpm..prior_max_bpm...
+    prior_max_bpm: float = 180.0  # ...and, where two octaves fit, at the faster one if the music supports it
+    octave_support: float = 0.5  # the faster octave needs this share of the best in-range comb score...
+    octave_lag_support: float = 0.3  # ...and this autocorrelation at its own beat (clicks on 90 do not read 180)
+    octave_switch_s: float = 8.0  # a locked tempo moves to another metrical level only after losing this long
+    confident: float = 0.5  # beat_confidence (0..1) from which beats count as real (triggers fire, the clock uses it)
+    confidence_s: float = 1.0  # time constant of the beat confidence
     silence_strength: float = 0.02  # onset strength below this counts as no onset
 
     def __post_init__(self) -> None:
@@ -43,6 +50,10 @@ class BeatConfig:
             raise ValueError(f"min_history_s must be in (0, window_s], got {self.min_history_s}")
         if self.update_s <= 0 or self.switch_s < 0 or self.lost_s <= 0:
             raise ValueError("update_s and lost_s must be > 0 and switch_s >= 0 seconds")
+        if not 0 < self.prior_min_bpm < self.prior_max_bpm:
+            raise ValueError(f"need 0 < prior_min_bpm < prior_max_bpm, got {self.prior_min_bpm}, {self.prior_max_bpm}")
+        if not 0 <= self.confident <= 1 or self.confidence_s <= 0 or self.octave_switch_s < 0:
+            raise ValueError("confident must be in 0..1, confidence_s > 0 and octave_switch_s >= 0")
         if self.harmonics < 1 or self.fit_beats < 2:
             raise ValueError(f"harmonics must be >= 1 and fit_beats >= 2, got {self.harmonics}, {self.fit_beats}")
 
@@ -120,12 +131,14 @@ class BeatTracker:
         self._count = 0
         self._update_every = max(1, round(config.update_s * frame_rate_hz))
         bpms = np.exp(np.arange(math.log(config.bpm_min), math.log(config.bpm_max), 0.002))
+        self._candidate_bpms = bpms
         self._candidate_periods = 60.0 * frame_rate_hz / bpms  # frames per beat
+        self._score = 0.0  # comb score of the tracked tempo, smoothed into `confidence`
         self._last_strong_s = -math.inf
         self._latest_s = 0.0
         self._period: float | None = None  # frames per beat currently tracked
         self._challenger_since_s: float | None = None
-        self.confidence = 0.0  # comb score of the tracked tempo, 0..1
+        self.confidence = 0.0  # beat confidence 0..1: how clearly the music has a beat at the tracked tempo
         self._model: tuple[float, float, float] | None = None  # (beat number, its time_s, seconds per beat)
 
     def update(self, strength: float, time_s: float) -> None:
@@ -144,24 +157,28 @@ class BeatTracker:
         cfg = self.config
         strength = self._history[-min(self._count, len(self._history)) :]
         if self._latest_s - self._last_strong_s > cfg.lost_s:
+            self._score, self.confidence = 0.0, 0.0
             return
         scores = comb_scores(strength, self._candidate_periods, cfg.harmonics)
-        best = int(np.argmax(scores))
+        best = self._metrical_level(scores, strength)
         period = float(self._candidate_periods[best])
         near = None if self._period is None else np.abs(self._candidate_periods / self._period - 1.0) <= 0.04
         if self._period is not None and abs(period / self._period - 1.0) > 0.04 and near is not None and near.any():
             current = int(np.argmax(np.where(near, scores, -np.inf)))
-            challenger_wins = scores[current] < 0.8 * scores[best]
+            ratio = self._period / period
+            octave = min(abs(ratio - r) for r in (0.5, 2.0, 1.5, 2 / 3, 3.0, 1 / 3)) < 0.06
+            hold_s = cfg.octave_switch_s if octave else cfg.switch_s
+            challenger_wins = scores[current] < (0.6 if octave else 0.8) * scores[best]
             if self._challenger_since_s is None:
                 self._challenger_since_s = self._latest_s
-            if not challenger_wins and self._latest_s - self._challenger_since_s < cfg.switch_s:
+            if not challenger_wins or self._latest_s - self._challenger_since_s < hold_s:
                 best, period = current, float(self._candidate_periods[current])
             else:
                 self._challenger_since_s = None
         else:
             self._challenger_since_s = None
-        self.confidence = float(max(scores[best], 0.0))
-        if self.confidence < cfg.min_confidence:
+        self._set_confidence(float(max(scores[best], 0.0)))
+        if self._score < cfg.min_confidence:
             return
         fitted = fit_beats(strength, period, cfg.fit_beats, cfg.silence_strength)
         if fitted is None:
@@ -172,6 +189,44 @@ class BeatTracker:
         seconds_per_beat = period / self.frame_rate_hz
         number = 0.0 if self._model is None else float(round(self._beat_of(self._model, beat_s)))
         self._model = (number, beat_s, seconds_per_beat)
+
+    def _metrical_level(self, scores: np.ndarray, strength: np.ndarray) -> int:
+        """Index of the tempo to track: the best comb score, moved by octaves into the prior range, and there the
+        fastest octave the music supports (174 stays 174 instead of 87; 97 stays 97 instead of 194)."""
+        cfg = self.config
+        best = int(np.argmax(scores))
+        levels = []
+        for factor in (0.25, 0.5, 1.0, 2.0, 4.0):
+            bpm = float(self._candidate_bpms[best]) * factor
+            if cfg.prior_min_bpm <= bpm <= cfg.prior_max_bpm:
+                window = np.abs(self._candidate_bpms / bpm - 1.0) <= 0.02
+                if window.any():
+                    i = int(np.argmax(np.where(window, scores, -np.inf)))
+                    levels.append((bpm, i, float(scores[i])))
+        top = max((score for _, _, score in levels), default=0.0)
+        if top <= 0:
+            return best
+        levels.sort(key=lambda lv: -lv[0])  # fastest first
+        for bpm, i, score in levels:
+            if score < cfg.octave_support * top:
+                continue
+            if score == top:
+                return i
+            # a faster octave must have onsets of its own: the onset strength repeats after one of its beats
+            if comb_scores(strength, self._candidate_periods[i : i + 1], 1)[0] >= cfg.octave_lag_support:
+                return i
+        return best
+
+    def _set_confidence(self, score: float) -> None:
+        """Smooth the comb score and map it to 0..1 (0.15 and below: no beat, 0.45 and above: a clear one)."""
+        keep = math.exp(-self.config.update_s / self.config.confidence_s)
+        self._score = keep * self._score + (1.0 - keep) * score if self._score > 0 else score
+        self.confidence = float(min(max((self._score - 0.15) / 0.3, 0.0), 1.0))
+
+    @property
+    def confident(self) -> bool:
+        """True while the beat confidence is at least config.confident (beats are real, triggers may fire)."""
+        return self.confidence >= self.config.confident and self.running
 
     @staticmethod
     def _beat_of(model: tuple[float, float, float], time_s: float) -> float:
@@ -212,4 +267,4 @@ class BeatTracker:
         if model is None:
             return None
         return TempoState(bpm=60.0 / model[2], beat=self._beat_of(model, self._latest_s), time_s=self._latest_s,
-                          running=self.running)
+                          running=self.confident)

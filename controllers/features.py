@@ -201,8 +201,10 @@ class AudioAnalyzer:
     Every hop (time_s = capture time of its last sample), smoothed by the envelope config: rms, rms_db, peak,
     level (auto-gained rms, 0..1), centroid (0..1, log frequency 20 Hz..Nyquist), centroid_hz, flux (onset strength
     0..1), and per band <band> (RMS amplitude), <band>_norm (vs its long-term average, ~1.0), <band>_auto (0..1).
-    Once a tempo is found, also every hop: beat_phase (0..1), bpm, next_beat_s (predicted time), beat_confidence.
-    Events: onset (relative strength 0..1, time_s = the onset's time) and beat (1.0, time_s = the beat's time).
+    Every hop: beat_confidence (0..1, low for silence and music without a beat; see `beat_confident`). Once a tempo
+    is found, also every hop: beat_phase (0..1), bpm, next_beat_s (predicted time).
+    Events: onset (relative strength 0..1, time_s = the onset's time) and beat (1.0, time_s = the beat's time; only
+    while the beat is confident, so beat-driven triggers stay quiet on pads and silence).
     """
 
     def __init__(self, config: AnalyzerConfig, sample_rate: int) -> None:
@@ -243,11 +245,13 @@ class AudioAnalyzer:
         beat, bpm, next_beat_s = tracker.beat_at(time_s), tracker.bpm, tracker.next_beat_time(time_s)
         if beat is not None and bpm is not None and next_beat_s is not None:
             number = math.floor(beat)
-            if self._last_beat is not None and number > self._last_beat and tracker.running:
+            if self._last_beat is not None and number > self._last_beat and tracker.confident:  # no beats from pads
                 events.append(ControlEvent("audio/beat", 1.0, next_beat_s - 60.0 / bpm))  # when beat `number` fell
             self._last_beat = number if self._last_beat is None else max(number, self._last_beat)
-            latest.update(beat_phase=beat - number, bpm=bpm, next_beat_s=next_beat_s, beat_confidence=tracker.confidence)
+            latest.update(beat_phase=beat - number, bpm=bpm, next_beat_s=next_beat_s)
             events += [ControlEvent(f"audio/{k}", latest[k], time_s) for k in _BEAT_KEYS]
+        latest["beat_confidence"] = tracker.confidence  # always there: 0 for silence and music without a beat
+        events.append(ControlEvent("audio/beat_confidence", tracker.confidence, time_s))
         self._latest = latest
         return events
 
@@ -265,12 +269,22 @@ class AudioAnalyzer:
         """The newest value of every continuous feature (plus beat_phase, bpm, next_beat_s once a tempo is found)."""
         return dict(self._latest)
 
+    @property
+    def beat_confidence(self) -> float:
+        """How clearly the music has a beat, 0..1 (the tracker's confidence)."""
+        return self.tracker.confidence
+
+    @property
+    def beat_confident(self) -> bool:
+        """True while beats are trusted: audio/beat events fire and tempo().running is True."""
+        return self.tracker.confident
+
     def tempo(self) -> TempoState | None:
-        """The beat tracker's tempo state (None before it found a tempo)."""
+        """The beat tracker's tempo state (None before it found a tempo; running=False while not confident)."""
         return self.tracker.tempo()
 
 
-_BEAT_KEYS = ("beat_phase", "bpm", "next_beat_s", "beat_confidence")
+_BEAT_KEYS = ("beat_phase", "bpm", "next_beat_s")
 
 
 def analyze_array(samples: np.ndarray, sample_rate: int, config: AnalyzerConfig | None = None,

@@ -216,7 +216,9 @@ def test_jack_click_track_reaches_the_tracker_end_to_end(jack) -> None:
         assert audio.start(), audio.error
         try:
             assert _connect_player(player, out_port), f"no livekit input port on the JACK graph: {jack.ports()}"
-            found = wait_until(lambda: (s := audio.tempo()) is not None and abs(s.bpm - bpm) <= 1.0, 8.0, 0.2)
+            # running once the beat confidence has built up (about a second after the tempo is first read)
+            found = wait_until(lambda: (s := audio.tempo()) is not None and abs(s.bpm - bpm) <= 1.0 and s.running,
+                               8.0, 0.2)
             state = audio.tempo()
             assert found, f"tracker says {state}"
             assert state is not None and state.running
