@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 
@@ -100,13 +103,17 @@ FILLER_WORDS: frozenset[str] = frozenset(
 )
 
 _WORD = re.compile(r"[a-z]+")
+WARNED_WORDS_CAP = 1024  # unknown words remembered (oldest forgotten first): memory stays bounded
+WARNINGS_PER_WINDOW = 5  # unknown-word warnings allowed per window; the rest are counted and summed up later
+WARNING_WINDOW_S = 10.0
 
 
 class TagEncoder:
     """Words -> a unit tag vector: each known word (or synonym) adds one to its tag; unknown words warn once."""
 
     def __init__(self, tags: Sequence[str], synonyms: Mapping[str, str] | None = None, name: str = "builtin",
-                 hint: str = "prompt with colours, shapes and moods") -> None:
+                 hint: str = "prompt with colours, shapes and moods",
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if len(set(tags)) != len(tags) or not tags:
             raise ValueError("tags must be a non-empty sequence of distinct words")
         self.tags: tuple[str, ...] = tuple(tags)
@@ -115,7 +122,12 @@ class TagEncoder:
         self.index: dict[str, int] = {tag: i for i, tag in enumerate(self.tags)}
         source = SYNONYMS if synonyms is None else synonyms
         self.synonyms: dict[str, str] = {w: t for w, t in source.items() if t in self.index}
-        self._warned: set[str] = set()
+        self._warned: OrderedDict[str, None] = OrderedDict()  # LRU of words already reported, capped
+        self._clock = clock
+        self._window_start = float("-inf")
+        self._window_count = 0
+        self.suppressed = 0  # unknown-word warnings held back by the rate limit (summed up in the next one)
+        self._known = sorted(set(self.tags) | set(self.synonyms))
 
     @property
     def dim(self) -> int:
@@ -160,17 +172,34 @@ class TagEncoder:
             vec[self.index[tag]] += 1.0
         return vec
 
+    def nearest(self, word: str, n: int = 3) -> list[str]:
+        """Up to n known words (tags or synonyms) spelled most like `word`."""
+        return difflib.get_close_matches(word, self._known, n=n, cutoff=0.6)
+
     def _warn_unknown(self, word: str) -> None:
         if word in self._warned:
+            self._warned.move_to_end(word)
             return
-        self._warned.add(word)
-        step = max(1, len(self.tags) // 12)
-        examples = ", ".join(self.tags[::step][:12])
-        warnings.warn(
-            f"the {self.name} model does not know the word {word!r}; it is ignored "
-            f"(known words include: {examples}, ...; {self.hint})",
-            UserWarning, stacklevel=4,
-        )
+        self._warned[word] = None
+        if len(self._warned) > WARNED_WORDS_CAP:
+            self._warned.popitem(last=False)
+        now = self._clock()
+        if now - self._window_start >= WARNING_WINDOW_S:
+            self._window_start, self._window_count = now, 0
+        if self._window_count >= WARNINGS_PER_WINDOW:
+            self.suppressed += 1
+            return
+        self._window_count += 1
+        near = self.nearest(word)
+        if near:
+            advice = f"did you mean {', '.join(near)}?"
+        else:
+            step = max(1, len(self.tags) // 12)
+            advice = f"known words include: {', '.join(self.tags[::step][:12])}, ...; {self.hint}"
+        held = f" ({self.suppressed} more unknown words were not reported)" if self.suppressed else ""
+        self.suppressed = 0
+        warnings.warn(f"the {self.name} model does not know the word {word!r}; it is ignored ({advice}){held}",
+                      UserWarning, stacklevel=4)
 
 
 def builtin_encoder() -> TagEncoder:

@@ -17,6 +17,7 @@ class Conditioning:
     negative_prompt: str = ""  # used by cfg "full" and "onetime"
     seeds: tuple[tuple[int, float], ...] = ((0, 1.0),)  # (seed, weight) pairs; the start noise is their blend
     noise_walk: float = 0.0  # phase in radians of the slow rotation of the start noise (same phase = same frame)
+    motion_phase: float = 0.0  # animation phase in cycles (1.0 = one loop of the builtin patterns' motion)
     guidance: float = 1.0  # CFG scale (cfg "full", "self", "onetime")
     delta: float = 1.0  # residual CFG: scale of the virtual negative noise
     strength: float = 0.5  # img2img: how much of the input image is re-noised (0 = keep, 1 = ignore)
@@ -38,6 +39,6 @@ class Conditioning:
             raise ValueError(f"prompt_blend must be one of {BLEND_MODES}, got {self.prompt_blend!r}")
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must be in range 0..1, got {self.strength!r}")
-        for name in ("noise_walk", "guidance", "delta"):
+        for name in ("noise_walk", "motion_phase", "guidance", "delta"):
             if not math.isfinite(getattr(self, name)):
                 raise ValueError(f"{name} must be finite, got {getattr(self, name)!r}")

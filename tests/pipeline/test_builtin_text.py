@@ -55,3 +55,28 @@ def test_bad_vocabularies_are_rejected() -> None:
         TagEncoder(("red", "red"))
     with pytest.raises(ValueError, match="not a tag"):
         builtin_encoder().multi_hot(["zorblax"])
+
+
+def test_a_misspelt_word_is_reported_with_the_nearest_known_words() -> None:
+    enc = builtin_encoder()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        enc.tags_of("neon riings")
+    assert len(caught) == 1 and "did you mean rings" in str(caught[0].message), caught[0].message
+
+
+def test_unknown_word_warnings_are_rate_limited_and_their_table_is_capped() -> None:
+    from pipeline import builtin_text
+
+    now = [0.0]
+    enc = TagEncoder(BUILTIN_TAGS, clock=lambda: now[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i in range(3000):  # random-word prompts at 80 per second for 37.5 s
+            now[0] = i / 80
+            enc.tags_of("qx" + "".join(chr(97 + (i // 26**k) % 26) for k in range(3)))  # qxaaa, qxbaa, ...
+    # at most WARNINGS_PER_WINDOW per window, never a flood; the held-back count is summed up in the next warning
+    windows = 3000 / 80 / builtin_text.WARNING_WINDOW_S
+    assert len(caught) <= builtin_text.WARNINGS_PER_WINDOW * (int(windows) + 1), len(caught)
+    assert any("more unknown words were not reported" in str(w.message) for w in caught)
+    assert len(enc._warned) == builtin_text.WARNED_WORDS_CAP
