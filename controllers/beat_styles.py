@@ -86,7 +86,7 @@ def swing(bpm: float) -> Style:
     return Style(f"swing {bpm:g}", bpm, lambda s, seed: _pattern(lambda t: bpm, s, seed, hits, swing=2 / 3))
 
 
-def ramp(start_bpm: float, end_bpm: float, ramp_s: float = (8.0, 16.0)[0], at_s: float = 6.0) -> Style:
+def ramp(start_bpm: float, end_bpm: float, ramp_s: float = 8.0, at_s: float = 6.0) -> Style:
     """Four-on-the-floor whose tempo glides linearly from start_bpm to end_bpm between at_s and at_s + ramp_s."""
     hits = {"kick": (0, 1, 2, 3), "snare": (1, 3), "hat": (0.5, 1.5, 2.5, 3.5)}
 

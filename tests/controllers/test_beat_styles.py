@@ -71,3 +71,18 @@ def test_report_gives_a_row_per_style() -> None:
     assert result.final_bpm == pytest.approx(174.0, abs=1.0) and result.lock_s is not None and result.lock_s < 4.0
     assert result.phase_error_ms is not None and result.phase_error_ms < 20.0
     assert len(all_styles()) >= 9
+
+
+def test_a_locked_174_holds_through_a_stretch_that_plays_like_87() -> None:
+    from controllers.beat_styles import _pattern
+
+    full, _ = breakbeat(174.0).render(10.0, 0)
+    sparse, _ = _pattern(lambda t: 174.0, 10.0, 1, {"kick": (0,), "snare": (2,)})  # kick and snare only: 87 feel
+    signal = np.concatenate([full, sparse])
+    analyzer = AudioAnalyzer(AnalyzerConfig(), SAMPLE_RATE)
+    hop, bpms = analyzer.config.hop, []
+    for end in range(hop, len(signal) + 1, hop):
+        analyzer.process(signal[end - hop : end], end / SAMPLE_RATE)
+        if end / SAMPLE_RATE >= 4.0:
+            bpms.append(analyzer.tracker.bpm)
+    assert min(bpms) >= 173.0 and max(bpms) <= 175.0
