@@ -102,7 +102,8 @@ def parameter_count(module: torch.nn.Module) -> int:
 @torch.no_grad()
 def _materialise(module: torch.nn.Module, device: str | torch.device, seed: int = 0) -> None:
     """Allocate a meta-built module on `device` and fill it: norms 1/0, biases 0, weights N(0, 1/fan_in)."""
-    gen = torch.Generator(device="cpu").manual_seed(seed)
+    device = torch.device(device)
+    gen = torch.Generator(device=device).manual_seed(seed)  # drawn where the weights live: fast on a GPU
     module.to_empty(device=device)
     for name, sub in module.named_modules():
         for pname, param in sub.named_parameters(recurse=False):
@@ -113,7 +114,7 @@ def _materialise(module: torch.nn.Module, device: str | torch.device, seed: int 
             else:
                 fan_in = max(1, param[0].numel()) if param.ndim > 1 else param.numel()
                 std = 0.02 if isinstance(sub, torch.nn.Embedding) else 1.0 / math.sqrt(fan_in)
-                param.copy_(torch.randn(param.shape, generator=gen) * std)
+                param.normal_(0.0, std, generator=gen)
         for bname, buf in sub.named_buffers(recurse=False):
             if bname == "position_ids":  # CLIP's text embeddings: 0..L-1
                 buf.copy_(torch.arange(buf.shape[-1]).expand_as(buf))
@@ -135,7 +136,7 @@ def _random_taesd(device: str | torch.device) -> torch.nn.Module:
 def load_random_full(preset: str, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
                      compile: bool = False, channels_last: bool | None = None, vae: str | None = None,
                      progress: bool = True, **unsupported: Any) -> Any:
-    """A full-size random-weight SD model as a Denoiser, built in memory (SD 1.x/2.x presets).
+    """A full-size random-weight SD or SDXL model as a Denoiser, built in memory.
 
     vae: None (the real VAE architecture) or "taesd" (the tiny autoencoder's architecture, random weights)."""
     from transformers import CLIPTokenizer
@@ -144,9 +145,6 @@ def load_random_full(preset: str, device: str | torch.device = "auto", dtype: to
     from pipeline.random_sd import write_clip_tokenizer
     from pipeline.sd import SDModel, _alphas_cumprod_from_config, _pick_defaults
 
-    if preset == "sdxl-turbo":
-        raise ValueError("random-sd:sdxl-turbo needs the SDXL engine (pipeline/sdxl.py), which is not built yet: "
-                         "use random-sd:sd-turbo or random-sd:sd15")
     if unsupported:
         raise ValueError(f"random-sd:{preset} takes vae=None|'taesd', compile, channels_last; not {sorted(unsupported)}")
     if vae not in (None, "taesd"):
@@ -156,16 +154,22 @@ def load_random_full(preset: str, device: str | torch.device = "auto", dtype: to
     tok_dir = Path(tempfile.gettempdir()) / "livekit-clip-bytes-tokenizer"
     vocab = write_clip_tokenizer(tok_dir)
     tokenizer = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
-    parts = build_modules(preset, device="cpu", eos_id=vocab - 1)
+    parts = build_modules(preset, device=dev, eos_id=vocab - 1)
     if vae == "taesd":
-        parts["vae"] = _random_taesd("cpu")
+        parts["vae"] = _random_taesd(dev)
     channels_last = dev.type == "cuda" if channels_last is None else channels_last
-    for module in parts.values():  # nn.Module.to: diffusers' own .to warns about casting, pointlessly here
+    for name, module in parts.items():  # nn.Module.to: diffusers' own .to warns about casting, pointlessly here
         torch.nn.Module.to(module, dev, dt)
-        if channels_last and module is not parts["text_encoder"]:
+        if channels_last and not name.startswith("text"):
             module.to(memory_format=torch.channels_last)
     schedule = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
-    return SDModel(
+    model_class, extra = SDModel, {}
+    if "text_encoder_2" in parts:  # SDXL: the second encoder shares the byte-level tokenizer
+        from pipeline.sdxl import SDXLModel
+
+        model_class, extra = SDXLModel, {"text_encoder_2": parts["text_encoder_2"], "tokenizer_2": tokenizer}
+    return model_class(
+        **extra,
         name=f"random-sd:{preset}", unet=parts["unet"], text_encoder=parts["text_encoder"], tokenizer=tokenizer,
         vae=parts["vae"], alphas_cumprod=_alphas_cumprod_from_config(schedule), prediction_type="epsilon",
         defaults=_pick_defaults(FULL_PRESETS[preset]["kind"], (512, 512)), device=dev, dtype=dt,

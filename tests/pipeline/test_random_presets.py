@@ -49,8 +49,6 @@ def test_materialised_weights_are_finite_seeded_and_clip_positions_are_real() ->
 
 
 def test_unsupported_full_size_requests_fail_clearly() -> None:
-    with pytest.raises(ValueError, match="SDXL"):
-        load_model("random-sd:sdxl-turbo", device="cpu")
     with pytest.raises(ValueError, match="taesd"):
         load_model("random-sd:sd-turbo", device="cpu", vae="madebyollin/taesd")
     with pytest.raises(ValueError, match="lora"):
