@@ -230,7 +230,8 @@ def tick_counts(t: np.ndarray) -> np.ndarray:
             end = i + 1
             break
         span = float(ratio[i : j + 1].sum())  # intervals from before the long gap to the first regular tick after
-        if abs(span - round(span)) <= _WHOLE:
+        burst = j - i > 2 and np.mean(ratio[i + 1 : j] < 0.5) > 0.5  # held-up ticks delivered at once: none lost
+        if not burst and abs(span - round(span)) <= _WHOLE:
             steps[i] += max(0, round(span) - (j - i + 1))
         i = j
     return np.concatenate(([0.0], np.cumsum(steps)))[:end]

@@ -129,7 +129,7 @@ def stalled_arrivals(stall_s: float, n: int = 480, at: int = 200, jitter_s: floa
     end = due[at] + stall_s
     held = (np.arange(n) >= at) & (due < end)
     arrived = np.where(held, end + np.cumsum(held) * 2e-4, due)
-    return arrived + rng.uniform(0, jitter_s, n)
+    return np.maximum.accumulate(arrived + rng.uniform(0, jitter_s, n))  # a transport delays, never reorders
 
 
 @pytest.mark.parametrize("stall_s", [0.1, 0.34, 0.45, 1.0])
@@ -141,6 +141,18 @@ def test_a_stall_and_burst_moves_the_tempo_by_a_fraction_of_a_bpm(stall_s: float
         if k >= 96:
             shown.append(clock.tempo(t).bpm)
     assert max(shown) - 128.0 < 0.3 and 128.0 - min(shown) < 0.3
+
+
+@pytest.mark.parametrize("stall_s", [0.1, 0.34, 0.45])
+@pytest.mark.parametrize("seed", range(5))
+def test_a_stall_and_burst_on_a_jittery_transport_stays_within_a_fraction_of_a_bpm(stall_s: float, seed: int) -> None:
+    clock = MidiClock()
+    shown = []
+    for k, t in enumerate(stalled_arrivals(stall_s, jitter_s=0.005, seed=seed)):
+        clock.tick(t)
+        if k >= 96:
+            shown.append(clock.tempo(t).bpm)
+    assert max(abs(b - 128.0) for b in shown) < 0.3
 
 
 @pytest.mark.parametrize("seed", range(5))
