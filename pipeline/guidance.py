@@ -11,7 +11,11 @@ onetime : residual CFG, onetime-negative: one extra evaluation of slot 0 with th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
+
+from pipeline.protocol import ModelDefaults
 
 CFG_MODES = ("none", "full", "self", "onetime")
 
@@ -31,3 +35,11 @@ def guide(eps_cond: torch.Tensor, eps_neg: torch.Tensor, guidance: float) -> tor
 def residual_noise(x: torch.Tensor, x0: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Virtual residual noise (x - alpha x0) / sigma of latents x against a data estimate x0; alpha, sigma (B,)."""
     return (x - alpha.view(-1, 1, 1, 1) * x0) / sigma.view(-1, 1, 1, 1).clamp_min(1e-12)
+
+
+def sampler_defaults(defaults: ModelDefaults, sampler: str) -> ModelDefaults:
+    """The model's defaults for running `sampler`: lcm and turbo bring their own guidance (none), unless the model
+    itself defaults to that sampler; the other samplers keep the model's cfg and guidance."""
+    if sampler == defaults.sampler or sampler not in ("lcm", "turbo"):
+        return replace(defaults, sampler=sampler)
+    return replace(defaults, sampler=sampler, cfg="none", guidance=1.0)  # distilled samplers: guidance is baked in

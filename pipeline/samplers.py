@@ -44,8 +44,18 @@ def to_eps(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch
     raise ValueError(f"prediction type must be epsilon, v_prediction or sample, got {prediction!r}")
 
 
+def dynamic_threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch.Tensor:
+    """Imagen's dynamic thresholding: clamp x0 to the ratio-quantile s of |x0| (1 <= s <= max_value), divide by s."""
+    flat = x0.abs().reshape(x0.shape[0], -1).float()  # (B, C*h*w)
+    s = torch.quantile(flat, ratio, dim=1).clamp(1.0, max_value).to(x0.dtype).view(-1, 1, 1, 1)
+    return torch.maximum(torch.minimum(x0, s), -s) / s
+
+
 def boundary(x0: torch.Tensor, x: torch.Tensor, table: SlotTable, idx: torch.Tensor) -> torch.Tensor:
-    """LCM boundary conditions c_skip * x + c_out * x0 (identity for the other samplers)."""
+    """The data estimate a step uses: x0 thresholded if the checkpoint asks, then LCM's boundary conditions
+    c_skip * x + c_out * x0 (identity for the other samplers)."""
+    if table.threshold is not None:
+        x0 = dynamic_threshold(x0, *table.threshold)
     if table.sampler != "lcm":
         return x0
     return _col(table.c_skip[idx]) * x + _col(table.c_out[idx]) * x0
@@ -65,18 +75,26 @@ def advance(
     return x_next
 
 
+def renoise_of(noises: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    """The re-noise a frame with noise set `noises` gets leaving slot i: noises[i + 1] (None after the last slot)."""
+    if noises is None or i + 1 >= len(noises):
+        return None
+    return noises[i + 1]
+
+
 def sample(
     model_x0: Callable[[torch.Tensor, int], torch.Tensor], x: torch.Tensor, table: SlotTable,
     noises: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Run one frame through every slot sequentially; model_x0(x, i) returns the data prediction at slot i.
 
-    noises (N, B, C, h, w): re-noise noise used when leaving slot i (turbo/lcm); returns x after the last slot.
+    noises (N, B, C, h, w) is a frame's noise set, the same convention as the stream's: noises[0] is its start
+    noise and noises[i] (i >= 1) the re-noise it gets entering slot i (turbo/lcm). Returns x after the last slot.
     """
     x0_prev = None
     for i in range(table.slots):
         idx = torch.tensor([i])
         x0 = boundary(model_x0(x, i), x, table, idx)  # (B, C, h, w)
-        x = advance(x, x0, x0_prev, None if noises is None else noises[i], table, idx)
+        x = advance(x, x0, x0_prev, renoise_of(noises, i), table, idx)
         x0_prev = x0
     return x

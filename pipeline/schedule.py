@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -10,11 +11,48 @@ import torch
 from pipeline.noise_schedule import alpha_sigma_at, log_sigma_table, timestep_of_sigma
 
 SAMPLERS = ("turbo", "lcm", "ddim", "dpmpp_2m")
-SPACINGS = ("trailing", "logsnr", "karras")
-LCM_ORIGIN_STEPS = 50  # LCM's distillation grid: timesteps 19, 39, ..., 999
-LCM_SIGMA_DATA = 0.5  # LCM boundary condition constants (Song et al., consistency models)
-LCM_TIMESTEP_SCALING = 10.0
+SPACINGS = ("trailing", "leading", "linspace", "logsnr", "karras", "model")
+LCM_SIGMA_DATA = 0.5  # LCM boundary condition constant (Song et al., consistency models; diffusers fixes it too)
 KARRAS_RHO = 7.0  # Karras et al. 2022, eq. 5
+
+
+@dataclass(frozen=True)
+class SchedulerSettings:
+    """What a checkpoint's scheduler_config.json says about sampling (diffusers' key names)."""
+
+    timestep_spacing: str = "trailing"  # the spacing EngineConfig(spacing="model") uses
+    steps_offset: int = 0  # added to "leading" timesteps (SD 1.x ships 1)
+    set_alpha_to_one: bool = True  # ddim: the last step goes to alpha 1 (True) or to alphas_cumprod[0]
+    original_inference_steps: int = 50  # lcm: size of the distillation grid (timesteps 19, 39, ..., 999)
+    timestep_scaling: float = 10.0  # lcm: boundary-condition time scale
+    thresholding: bool = False  # dynamic thresholding of x0 (Imagen, Saharia et al. 2022)
+    dynamic_thresholding_ratio: float = 0.995  # quantile of |x0| used as the threshold
+    sample_max_value: float = 1.0  # largest threshold
+
+    def __post_init__(self) -> None:
+        if self.timestep_spacing not in SPACINGS[:-1]:
+            raise ValueError(f"timestep_spacing must be one of {SPACINGS[:-1]}, got {self.timestep_spacing!r}")
+        if self.original_inference_steps < 1:
+            raise ValueError(f"original_inference_steps must be >= 1, got {self.original_inference_steps}")
+        if not 0.0 < self.dynamic_thresholding_ratio <= 1.0 or self.sample_max_value < 1.0:
+            raise ValueError("dynamic_thresholding_ratio must be in (0, 1] and sample_max_value >= 1")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "SchedulerSettings":
+        """Read a diffusers scheduler config; a missing key takes diffusers' default (spacing: 'leading')."""
+        spacing = config.get("timestep_spacing", "leading")
+        if spacing not in SPACINGS[:-1]:
+            raise ValueError(f"scheduler timestep_spacing {spacing!r} is not one of {SPACINGS[:-1]}")
+        ois = config.get("original_inference_steps")
+        return cls(
+            timestep_spacing=spacing, steps_offset=int(config.get("steps_offset", 0) or 0),
+            set_alpha_to_one=bool(config.get("set_alpha_to_one", True)),
+            original_inference_steps=int(ois) if ois else 50,
+            timestep_scaling=float(config.get("timestep_scaling", 10.0)),
+            thresholding=bool(config.get("thresholding", False)),
+            dynamic_thresholding_ratio=float(config.get("dynamic_thresholding_ratio", 0.995)),
+            sample_max_value=float(config.get("sample_max_value", 1.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -23,9 +61,10 @@ class ScheduleConfig:
 
     sampler: str = "dpmpp_2m"  # turbo | lcm | ddim | dpmpp_2m
     steps: int = 4  # number of denoising steps = stream slots
-    spacing: str = "trailing"  # ddim/dpmpp_2m: trailing | logsnr (uniform in lambda) | karras
-    t_index_list: tuple[int, ...] | None = None  # lcm/turbo: explicit indices into the 50-step LCM grid
-    strength: float = 1.0  # img2img: fraction of the schedule that is run (1.0 = from pure noise)
+    spacing: str = "trailing"  # ddim/dpmpp_2m: trailing | leading | linspace | logsnr | karras | model (checkpoint's)
+    t_index_list: tuple[int, ...] | None = None  # lcm/turbo: explicit indices into the LCM distillation grid
+    strength: float = 1.0  # img2img: fraction of the schedule that is run (1.0 = from pure noise, 0.0 = none)
+    settings: SchedulerSettings = field(default_factory=SchedulerSettings)  # the checkpoint's scheduler config
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -33,16 +72,17 @@ class ScheduleConfig:
         if self.spacing not in SPACINGS:
             raise ValueError(f"spacing must be one of {SPACINGS}, got {self.spacing!r}")
         if self.t_index_list is not None:
+            origin = self.settings.original_inference_steps
             if len(self.t_index_list) == 0:
                 raise ValueError("t_index_list must not be empty")
-            if any(not 0 <= i < LCM_ORIGIN_STEPS for i in self.t_index_list):
-                raise ValueError(f"t_index_list entries must be in range 0..{LCM_ORIGIN_STEPS - 1}")
+            if any(not 0 <= i < origin for i in self.t_index_list):
+                raise ValueError(f"t_index_list entries must be in range 0..{origin - 1}")
             if list(self.t_index_list) != sorted(set(self.t_index_list)):
                 raise ValueError("t_index_list must be strictly increasing, e.g. (0, 16, 32, 45)")
         elif not 1 <= self.steps <= 1000:
             raise ValueError(f"steps must be in range 1..1000, got {self.steps}")
-        if not 0.0 < self.strength <= 1.0:
-            raise ValueError(f"strength must be in range (0, 1], got {self.strength}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be in range 0..1, got {self.strength}")
 
     @property
     def slots(self) -> int:
@@ -50,37 +90,58 @@ class ScheduleConfig:
         return len(self.t_index_list) if self.t_index_list is not None else self.steps
 
 
-def lcm_grid(num_train_timesteps: int = 1000, origin_steps: int = LCM_ORIGIN_STEPS) -> np.ndarray:
+def lcm_grid(num_train_timesteps: int = 1000, origin_steps: int = 50) -> np.ndarray:
     """LCM's distillation timesteps, descending: 999, 979, ..., 19 for 1000 training steps."""
     k = num_train_timesteps // origin_steps
     return (np.arange(1, origin_steps + 1) * k - 1)[::-1].copy()
 
 
+def _distinct(ts: np.ndarray, n: int) -> np.ndarray:
+    """The distinct non-negative integer timesteps of ts, descending, at most n of them."""
+    ts = np.unique(ts[ts >= 0].astype(np.int64))[::-1]
+    return ts[:n]
+
+
 def make_timesteps(config: ScheduleConfig, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """Descending model timesteps (N,) float64 for a configuration."""
-    T = len(alphas_cumprod)
-    n = config.slots
-    top = config.strength * T
+    """The distinct descending timesteps (M,) float64, M <= slots, a configuration runs (M < slots at low strength).
+
+    Integer timesteps except for logsnr/karras, whose continuous timesteps the table rounds for the model.
+    """
+    T, n, s, st = len(alphas_cumprod), config.slots, config.strength, config.settings
+    top = s * T
+    spacing = st.timestep_spacing if config.spacing == "model" else config.spacing
     if config.t_index_list is not None:
-        return torch.from_numpy(lcm_grid(T)[list(config.t_index_list)].astype(np.float64))
-    if config.sampler == "lcm":
-        grid = lcm_grid(T)
-        grid = grid[grid < top] if config.strength < 1.0 else grid
-        if n > len(grid):
-            raise ValueError(f"lcm has only {len(grid)} grid timesteps at this strength, asked for {n} steps")
-        idx = np.floor(np.linspace(0, len(grid), num=n, endpoint=False)).astype(np.int64)
-        return torch.from_numpy(grid[idx].astype(np.float64))
-    if config.sampler == "turbo" or config.spacing == "trailing":
-        ts = np.round(np.arange(top, 0, -top / n)).astype(np.int64)[:n] - 1
-        return torch.from_numpy(np.maximum(ts, 0).astype(np.float64))
-    log_s = log_sigma_table(alphas_cumprod)
+        ts = lcm_grid(T, st.original_inference_steps)[list(config.t_index_list)]  # the indices fix the strength
+        return torch.from_numpy(ts.astype(np.float64))
+    if config.sampler == "lcm":  # the distillation grid below the strength, evenly sub-sampled (diffusers' rule)
+        k = T // st.original_inference_steps
+        grid = (np.arange(1, int(st.original_inference_steps * s + 1e-9) + 1) * k - 1)[::-1]
+        if len(grid) > n:
+            grid = grid[np.floor(np.linspace(0, len(grid), num=n, endpoint=False)).astype(np.int64)]
+        return torch.from_numpy(grid.astype(np.float64))
+    if config.sampler == "turbo" or spacing == "trailing":
+        ts = np.round(np.arange(top, 0, -top / n))[:n] - 1 if top > 0 else np.zeros(0)
+        return torch.from_numpy(_distinct(ts, n).astype(np.float64))
+    if spacing == "leading":
+        ratio = int(top) // n
+        ts = (np.arange(n) * ratio)[::-1] + st.steps_offset if ratio else np.arange(int(top))[::-1]
+        return torch.from_numpy(_distinct(ts[ts < max(top, 1)], n).astype(np.float64))
+    if spacing == "linspace":
+        ts = np.round(np.linspace(0, top - 1, n))[::-1] if top >= 1 else np.zeros(0)
+        return torch.from_numpy(_distinct(ts, n).astype(np.float64))
     t_top = min(top, T) - 1
-    s_max = float(torch.exp(torch.from_numpy(np.interp([t_top], np.arange(T), log_s.numpy()))))
+    if t_top < 0:
+        return torch.zeros(0, dtype=torch.float64)
+    m = min(n, int(np.floor(t_top)) + 1)  # never more noise levels than integer timesteps below the top
+    log_s = log_sigma_table(alphas_cumprod)
+    s_max = float(np.exp(np.interp(t_top, np.arange(T), log_s.numpy())))
     s_min = float(torch.exp(log_s[0]))
-    if config.spacing == "logsnr":  # lambda = -log(sigma_ve) uniform between its ends
-        sig = torch.exp(torch.linspace(np.log(s_max), np.log(s_min), n, dtype=torch.float64))
+    if m == 1:
+        sig = torch.tensor([s_max], dtype=torch.float64)
+    elif spacing == "logsnr":  # lambda = -log(sigma_ve) uniform between its ends
+        sig = torch.exp(torch.linspace(np.log(s_max), np.log(s_min), m, dtype=torch.float64))
     else:  # karras
-        ramp = torch.linspace(0, 1, n, dtype=torch.float64)
+        ramp = torch.linspace(0, 1, m, dtype=torch.float64)
         lo, hi = s_min ** (1 / KARRAS_RHO), s_max ** (1 / KARRAS_RHO)
         sig = (hi + ramp * (lo - hi)) ** KARRAS_RHO
     return timestep_of_sigma(alphas_cumprod, sig)
@@ -91,10 +152,11 @@ class SlotTable:
     """Per-slot coefficient vectors, each (N,): slot i holds a frame at timesteps[i] and moves it to i+1.
 
     Every sampler's update is  x_next = a * x + b * D + c * noise,  D = x0 + d * (x0 - x0_prev),  where x0 is the
-    (boundary-conditioned) data prediction: c_skip * x + c_out * x0_model.
+    (boundary-conditioned) data prediction: c_skip * x + c_out * x0_model. A hold slot (active False, low img2img
+    strength) passes its frame on unchanged: a = 1, b = c = d = 0. A frame enters at (entry_alpha, entry_sigma).
     """
 
-    timesteps: torch.Tensor  # (N,) model input timesteps
+    timesteps: torch.Tensor  # (N,) model input timesteps (integers, as diffusers passes them)
     alpha: torch.Tensor  # (N,) alpha_t of each slot
     sigma: torch.Tensor  # (N,) sigma_t of each slot
     alpha_next: torch.Tensor  # (N,) alpha of the target (1 for the final clean step)
@@ -105,7 +167,11 @@ class SlotTable:
     b: torch.Tensor  # (N,) coefficient of D
     c: torch.Tensor  # (N,) coefficient of the re-noise noise
     d: torch.Tensor  # (N,) second-order correction weight 1/(2r) (0 = first order)
+    active: torch.Tensor  # (N,) bool: False for a hold slot
+    entry_alpha: torch.Tensor  # (1,) alpha of a frame entering slot 0 (1 when every slot holds: strength 0)
+    entry_sigma: torch.Tensor  # (1,) sigma of a frame entering slot 0
     sampler: str
+    threshold: tuple[float, float] | None = None  # dynamic thresholding (ratio, max value) of x0, None = off
 
     @property
     def slots(self) -> int:
@@ -113,54 +179,100 @@ class SlotTable:
         return len(self.timesteps)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "SlotTable":
-        """The same table with every vector on device/dtype."""
-        moved = {k: (v.to(device=device, dtype=dtype) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        """The same table with every float vector on device/dtype."""
+        moved = {k: (v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
+                     if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
         return SlotTable(**moved)
 
 
-def _lcm_boundary(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def diagonal(tables: list[SlotTable]) -> SlotTable:
+    """The table whose row i is row i of tables[i]: each frame in flight runs the table it entered with."""
+    first = tables[0]
+    if all(t is first for t in tables):
+        return first
+    rows = {}
+    for f in fields(SlotTable):
+        v = getattr(first, f.name)
+        if isinstance(v, torch.Tensor) and f.name not in ("entry_alpha", "entry_sigma"):
+            rows[f.name] = torch.stack([getattr(t, f.name)[i] for i, t in enumerate(tables)])
+        else:
+            rows[f.name] = v
+    return SlotTable(**rows)
+
+
+def _lcm_boundary(t: torch.Tensor, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
     """LCM's (c_skip, c_out) at discrete timesteps t."""
-    st = t * LCM_TIMESTEP_SCALING
+    st = t * scaling
     return LCM_SIGMA_DATA**2 / (st**2 + LCM_SIGMA_DATA**2), st / torch.sqrt(st**2 + LCM_SIGMA_DATA**2)
 
 
 def build_table(
-    sampler: str, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, final_timestep: float | None = None
+    sampler: str, alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, final_timestep: float | None = None,
+    slots: int | None = None, settings: SchedulerSettings = SchedulerSettings(),
 ) -> SlotTable:
-    """Coefficient table for `sampler` over descending timesteps; the last slot goes to final_timestep (None = clean)."""
+    """Coefficient table for `sampler` over distinct descending timesteps (M,), preceded by slots - M hold slots;
+    the last slot goes to final_timestep (None = clean)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     ts = timesteps.to(torch.float64)
-    n = len(ts)
+    m = len(ts)
+    n = m if slots is None else slots
+    if m > n or (m > 1 and not bool((ts[:-1] > ts[1:]).all())):
+        raise ValueError(f"timesteps must be at most {n} strictly decreasing values, got {ts.tolist()}")
+    if m == 0:  # strength 0: every slot holds, the frame is its input (evaluated at t=0 only to stay finite)
+        ts = torch.zeros(1, dtype=torch.float64)
     alpha, sigma = alpha_sigma_at(alphas_cumprod, ts)
-    if final_timestep is None:
+    if final_timestep is None or m == 0:
         fa, fs = torch.ones(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64)
     else:
         fa, fs = alpha_sigma_at(alphas_cumprod, torch.tensor([float(final_timestep)]))
     alpha_next, sigma_next = torch.cat([alpha[1:], fa]), torch.cat([sigma[1:], fs])
-    zeros, ones = torch.zeros(n, dtype=torch.float64), torch.ones(n, dtype=torch.float64)
+    k = len(ts)
+    zeros, ones = torch.zeros(k, dtype=torch.float64), torch.ones(k, dtype=torch.float64)
     c_skip, c_out, d = zeros, ones, zeros
     if sampler in ("turbo", "lcm"):
         if sampler == "lcm":
-            c_skip, c_out = _lcm_boundary(ts)
+            c_skip, c_out = _lcm_boundary(ts.round(), settings.timestep_scaling)
         a, b, c = zeros, alpha_next, sigma_next  # predict x0, re-noise to the next slot's timestep
     else:
         # DPM-Solver++ in lambda = log(alpha / sigma): x_next = (s_n/s) x + alpha_n (1 - e^-h) D, e^-h = (s_n a)/(a_n s)
         a = sigma_next / sigma
         b = alpha_next - sigma_next * alpha / sigma
         c = zeros
-        if sampler == "dpmpp_2m" and n > 1:
-            lam = torch.log(alpha / sigma)  # (N,)
+        if sampler == "dpmpp_2m" and k > 1:
+            lam = torch.log(alpha / sigma)  # (M,)
             lam_next = torch.log(alpha_next / sigma_next.clamp_min(1e-30))
             h = lam_next - lam
-            r = torch.zeros(n, dtype=torch.float64)
+            r = torch.zeros(k, dtype=torch.float64)
             r[1:] = (lam[1:] - lam[:-1]) / h[1:]  # h_prev / h
-            second = torch.zeros(n, dtype=torch.bool)
+            second = torch.zeros(k, dtype=torch.bool)
             second[1:] = sigma_next[1:] > 0  # first order on the first step and on a final step to sigma 0
             d = torch.where(second, 1.0 / (2.0 * r.clamp_min(1e-12)), zeros)
-    return SlotTable(ts, alpha, sigma, alpha_next, sigma_next, c_skip, c_out, a, b, c, d, sampler)
+    if m == 0:
+        a, b, c, d = ones, zeros, zeros, zeros
+        alpha_next, sigma_next = alpha, sigma
+    hold = n - m if m else n - 1
+    active = torch.cat([torch.zeros(hold, dtype=torch.bool), torch.full((k,), m > 0)])
+
+    def pad(v: torch.Tensor, fill: float | None) -> torch.Tensor:  # hold rows: fill, or the first real row's value
+        head = v[:1].expand(hold) if fill is None else torch.full((hold,), fill, dtype=v.dtype)
+        return torch.cat([head, v])
+
+    table = SlotTable(
+        timesteps=pad(ts.round(), None), alpha=pad(alpha, None), sigma=pad(sigma, None),
+        alpha_next=torch.cat([alpha[:1].expand(hold), alpha_next]),
+        sigma_next=torch.cat([sigma[:1].expand(hold), sigma_next]), c_skip=pad(c_skip, 0.0), c_out=pad(c_out, 1.0),
+        a=pad(a, 1.0), b=pad(b, 0.0), c=pad(c, 0.0), d=pad(d, 0.0), active=active,
+        entry_alpha=alpha[:1].clone() if m else torch.ones(1, dtype=torch.float64),
+        entry_sigma=sigma[:1].clone() if m else torch.zeros(1, dtype=torch.float64), sampler=sampler,
+        threshold=(settings.dynamic_thresholding_ratio, settings.sample_max_value) if settings.thresholding else None,
+    )
+    return table
 
 
 def table_for(config: ScheduleConfig, alphas_cumprod: torch.Tensor) -> SlotTable:
-    """The slot table of a configuration (timesteps + coefficients)."""
-    return build_table(config.sampler, alphas_cumprod, make_timesteps(config, alphas_cumprod))
+    """The slot table of a configuration (timesteps + coefficients), honouring the checkpoint's settings."""
+    st = config.settings
+    final = 0.0 if config.sampler == "ddim" and not st.set_alpha_to_one else None  # diffusers' final_alpha_cumprod
+    return build_table(config.sampler, alphas_cumprod, make_timesteps(config, alphas_cumprod), final,
+                       slots=config.slots, settings=st)

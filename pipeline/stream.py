@@ -10,9 +10,9 @@ import torch
 from pipeline import samplers
 from pipeline.blending import blend_embeddings, blend_noise, noise_walk
 from pipeline.conditioning import Conditioning
-from pipeline.guidance import CFG_MODES, batch_size, guide, residual_noise
-from pipeline.protocol import Denoiser
-from pipeline.schedule import ScheduleConfig, SlotTable, table_for
+from pipeline.guidance import CFG_MODES, batch_size, guide, residual_noise, sampler_defaults
+from pipeline.protocol import Denoiser, ModelDefaults
+from pipeline.schedule import ScheduleConfig, SchedulerSettings, SlotTable, diagonal, table_for
 from pipeline.similarity import SimilarityFilter
 
 MODES = ("txt2img", "img2img", "feedback")
@@ -27,9 +27,11 @@ class EngineConfig:
     size_px: tuple[int, int] | None = None  # (width, height) of the output frames, multiples of 8
     sampler: str | None = None  # turbo | lcm | ddim | dpmpp_2m
     steps: int | None = None  # denoising steps = frames in flight
-    spacing: str = "trailing"  # ddim/dpmpp_2m timestep spacing: trailing | logsnr | karras
+    # ddim/dpmpp_2m timestep spacing: trailing | leading | linspace | logsnr | karras | model (the checkpoint's own
+    # timestep_spacing). livekit defaults to trailing: with few steps it starts from pure noise (leading does not).
+    spacing: str = "trailing"
     t_index_list: tuple[int, ...] | None = None  # lcm/turbo: indices into the 50-step LCM grid, e.g. (0, 16, 32, 45)
-    cfg: str | None = None  # none | full | self | onetime
+    cfg: str | None = None  # none | full | self | onetime (None: the sampler's default, see `StreamEngine.defaults`)
     mode: str = "txt2img"  # txt2img | img2img (Conditioning.image enters slot 0) | feedback (output fed back)
     similarity_threshold: float = 0.98  # image input: cosine similarity above which frames may be skipped
     max_skip_frames: int = 10  # image input: never skip more than this many frames in a row
@@ -64,7 +66,7 @@ class StreamEngine:
     # ---- configuration -------------------------------------------------------------------------------------
     def configure(self, config: EngineConfig) -> None:
         """Apply a configuration; a change of steps, sampler, spacing or size refills the stream (no garbage)."""
-        d = self.model.defaults
+        d = sampler_defaults(self.model.defaults, config.sampler or self.model.defaults.sampler)
         size = config.size_px or d.size_px
         if size[0] % 8 or size[1] % 8 or min(size) <= 0:
             raise ValueError(f"size must be positive multiples of 8, got {size[0]}x{size[1]}")
@@ -75,10 +77,13 @@ class StreamEngine:
             raise ValueError(f"mode must be one of {MODES}, got {config.mode!r}")
         self.config = replace(config, size_px=tuple(size), sampler=config.sampler or d.sampler,
                               steps=config.steps or d.steps, cfg=cfg)
+        self.defaults: ModelDefaults = d  # the model's defaults for this sampler (guidance: see sampler_defaults)
         self._strength = 1.0
+        settings = getattr(self.model, "scheduler_settings", None) or SchedulerSettings()
         self._schedule = ScheduleConfig(self.config.sampler, self.config.steps, self.config.spacing,
-                                        self.config.t_index_list)
+                                        self.config.t_index_list, settings=settings)
         self._set_table(table_for(self._schedule, self.model.alphas_cumprod))
+        self._frame_tables = [self.table] * self.slots  # the table each frame in flight entered with
         self.latent_shape = tuple(self.model.latent_shape(self.config.size_px))
         self._noise_cache.clear()
         self._noise_blend: tuple[tuple | None, tuple[torch.Tensor, torch.Tensor] | None] = (None, None)
@@ -89,6 +94,7 @@ class StreamEngine:
         # (N, C, h, w) what residual CFG carries per frame: "self" the virtual residual noise, "onetime" the
         # negative prompt's x0 estimate from slot 0 (the negative noise at a slot is the residual against it)
         self._stock = torch.zeros_like(self._x)
+        self._frame_noise: list[torch.Tensor | None] = [None] * n  # the noise set each frame entered with
         self._needs_fill = True
         self._static_key: tuple | None = None
         self._static_count = 0
@@ -97,9 +103,13 @@ class StreamEngine:
         self._similarity = SimilarityFilter(self.config.similarity_threshold, self.config.max_skip_frames, self._rng)
 
     def _set_table(self, table: SlotTable) -> None:
+        """The table new frames enter with (frames in flight keep theirs, see `_rows`)."""
         self.table = table.to(self.model.device, self.model.dtype)
-        self._t_model = table.timesteps.to(self.model.device, torch.float32)  # (N,) model input timesteps
         self._all = torch.arange(table.slots, device=self.model.device)
+
+    def _rows(self) -> SlotTable:
+        """The batch's table: row i is row i of the table the frame in slot i entered with."""
+        return diagonal(self._frame_tables)
 
     @property
     def slots(self) -> int:
@@ -181,17 +191,18 @@ class StreamEngine:
         return img
 
     def _update_strength(self, cond: Conditioning, image_latent: torch.Tensor | None) -> None:
-        strength = 1.0 if image_latent is None or self.config.mode == "txt2img" else max(cond.strength, 1e-3)
+        """New frames enter with the table of this strength (0 = the input itself, 1 = from pure noise)."""
+        strength = 1.0 if image_latent is None or self.config.mode == "txt2img" else float(cond.strength)
         if strength != self._strength and self.config.t_index_list is None:
             self._strength = strength
             self._set_table(table_for(replace(self._schedule, strength=strength), self.model.alphas_cumprod))
 
     # ---- the stream --------------------------------------------------------------------------------------------
     def _x0(self, x: torch.Tensor, idx: torch.Tensor, emb: torch.Tensor, neg: torch.Tensor | None,
-            stock: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, torch.Tensor]:
-        """Guided data prediction for latents x (B, C, h, w) at slots idx; one model call. Returns (x0, stock):
-        stock is the residual noise ("self") or the negative x0 estimate ("onetime") each frame carries."""
-        t, alpha, sigma = self._t_model[idx], self.table.alpha[idx], self.table.sigma[idx]
+            stock: torch.Tensor, cond: Conditioning, table: SlotTable) -> tuple[torch.Tensor, torch.Tensor]:
+        """Guided data prediction for latents x (B, C, h, w) at slots idx of table; one model call. Returns
+        (x0, stock): stock is the residual noise ("self") or the negative x0 estimate ("onetime") each frame carries."""
+        t, alpha, sigma = table.timesteps[idx].float(), table.alpha[idx], table.sigma[idx]
         pred, mode, b = self.model.prediction_type, self.config.cfg, len(idx)
         cond_b = emb.expand(b, *emb.shape)  # (B, L, D)
         if mode == "none" or (mode == "self" and cond.guidance == 1.0):  # g = 1: eps = eps_cond exactly
@@ -232,20 +243,20 @@ class StreamEngine:
         n0 = noise[0]
         if image_latent is None:
             return n0, n0  # txt2img starts from pure noise, as diffusers does
-        a0, s0 = self.table.alpha[0], self.table.sigma[0]
+        a0, s0 = self.table.entry_alpha[0], self.table.entry_sigma[0]
         return a0 * image_latent[0] + s0 * n0, n0
 
     def _advance(self, emb: torch.Tensor, neg: torch.Tensor | None, noise: torch.Tensor,
                  image_latent: torch.Tensor | None, cond: Conditioning) -> torch.Tensor:
         """One stream step: a model call for every slot, shift, a new frame into slot 0. Returns the output latent."""
-        x, idx = self._x, self._all
-        x0, stock = self._x0(x, idx, emb, neg, self._stock, cond)  # (N, C, h, w)
-        x0 = samplers.boundary(x0, x, self.table, idx)
-        renoise = torch.cat([noise[1:], noise[:1]])  # leaving slot i, a frame is re-noised with slot i+1's noise
-        x_next = samplers.advance(x, x0, self._x0_prev, renoise, self.table, idx)  # (N, C, h, w)
+        x, idx, rows = self._x, self._all, self._rows()
+        x0, stock = self._x0(x, idx, emb, neg, self._stock, cond, rows)  # (N, C, h, w)
+        x0 = samplers.boundary(x0, x, rows, idx)
+        renoise = self._renoise() if self.config.sampler in ("turbo", "lcm") else None  # (N, C, h, w)
+        x_next = samplers.advance(x, x0, self._x0_prev, renoise, rows, idx)  # (N, C, h, w)
         out = x_next[-1:].clone()  # the frame leaving the last slot
         if self.config.cfg == "self":
-            nxt = residual_noise(x_next[:-1], x0[:-1], self.table.alpha_next[:-1], self.table.sigma_next[:-1])
+            nxt = residual_noise(x_next[:-1], x0[:-1], rows.alpha_next[:-1], rows.sigma_next[:-1])
             self._stock = torch.cat([torch.zeros_like(stock[:1]), nxt])
         elif self.config.cfg == "onetime":
             self._stock = torch.cat([torch.zeros_like(stock[:1]), stock[:-1]])
@@ -254,7 +265,17 @@ class StreamEngine:
         entry, entry_stock = self._entry(noise, image_latent)
         self._x[0] = entry
         self._stock[0] = entry_stock
+        self._frame_tables = [self.table] + self._frame_tables[:-1]
+        self._frame_noise = [noise] + self._frame_noise[:-1]
         return out
+
+    def _renoise(self) -> torch.Tensor:
+        """(N, C, h, w): row i is the re-noise of the frame in slot i, from the noise set it entered with."""
+        sets = self._frame_noise
+        if all(s is sets[0] for s in sets):
+            return torch.cat([sets[0][1:], sets[0][:1]])
+        rows = [samplers.renoise_of(s, i) for i, s in enumerate(sets)]
+        return torch.stack([r if r is not None else torch.zeros_like(sets[0][0]) for r in rows])
 
     def _fill(self, emb: torch.Tensor, neg: torch.Tensor | None, noise: torch.Tensor,
               image_latent: torch.Tensor | None, cond: Conditioning) -> None:
@@ -263,6 +284,8 @@ class StreamEngine:
         self._x = entry.expand(self.slots, *entry.shape).clone()
         self._x0_prev = torch.zeros_like(self._x)
         self._stock = entry_stock.expand(self.slots, *entry.shape).clone()
+        self._frame_tables = [self.table] * self.slots
+        self._frame_noise = [noise] * self.slots
         for _ in range(self.slots - 1):
             before = self.stats.model_calls
             self._advance(emb, neg, noise, image_latent, cond)
@@ -278,7 +301,7 @@ class StreamEngine:
         image_latent = self._image_latent(cond) if self.config.mode != "txt2img" else None
         self._update_strength(cond, image_latent)
         key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
-               cond.delta)
+               cond.delta, self._strength)  # strength is 1.0 unless an image enters
         if self._needs_fill:
             self._fill(emb, neg, noise, image_latent, cond)
             self._static_key, self._static_count = key, self.slots  # every slot now holds a frame of this key
@@ -322,9 +345,9 @@ class StreamEngine:
         x0_prev = None
         for i in range(self.slots):
             idx = torch.tensor([i], device=self.model.device)
-            x0, stock = self._x0(x, idx, emb, neg, stock, cond)
+            x0, stock = self._x0(x, idx, emb, neg, stock, cond, self.table)
             x0 = samplers.boundary(x0, x, self.table, idx)
-            nxt = noise[i + 1 : i + 2] if i + 1 < self.slots else None
+            nxt = samplers.renoise_of(noise[:, None], i)  # (1, C, h, w) or None: the stream's convention
             x_next = samplers.advance(x, x0, x0_prev, nxt, self.table, idx)
             if i + 1 < self.slots and self.config.cfg == "self":
                 stock = residual_noise(x_next, x0, self.table.alpha_next[idx], self.table.sigma_next[idx])
