@@ -48,10 +48,10 @@ class FlowConfig:
     variation_modes: int = 4  # smooth variation fields: the lowest modes x modes DCT modes on each colour axis
     variation_std: float = 0.5  # per-pixel std of the lowest smooth mode (colour and shape wobble)
     variation_decay: float = 1.0  # the std of DCT mode (i, j) falls as (1 + i + j) ** -decay
-    code_std: float = 1.5  # per-pixel std of each layout's code (channel 3): seeds, not prompts, pick the layout
-    family_sharpness: float = 14.0  # family logit per unit of tag match
+    code_std: float = 12.0  # per-pixel std of each layout's code (channel 3): seeds, not prompts, pick the layout
+    family_sharpness: float = 10.0  # family logit per unit of tag match
     family_bias: float = 6.0  # logit of a variant's own family, fading out as the prompt names a family
-    palette_sharpness: float = 12.0  # palette logit per unit of tag match
+    palette_sharpness: float = 10.0  # palette logit per unit of tag match
     palette_bias: float = 5.0  # logit of a variant's own palette, fading out as the prompt names a palette
     bias_fade: float = 0.4  # tag match at which the variant's own family / palette preference is gone
 
@@ -84,9 +84,12 @@ def palette_tags(encoder: TagEncoder) -> torch.Tensor:
     for i, pal in enumerate(PALETTES):
         weights = {t: 0.8 if t in SHAPE_TAGS else 0.4 for t in pal.tags if t in MOOD_TAGS or t in SHAPE_TAGS}
         weights[pal.name] = 1.0
+        if pal.name == "mono":  # the one palette that is truly white on black
+            weights.update(white=1.0, black=1.0)
         for j, word in enumerate(COLOUR_TAGS + LIGHT_TAGS):
             if float(measured[i, j]) > 0:
-                weights[word] = max(weights.get(word, 0.0), 0.8 * float(measured[i, j]))
+                scale = 0.4 if word in LIGHT_TAGS else 0.8  # a named palette outweighs how dark it happens to be
+                weights[word] = max(weights.get(word, 0.0), scale * float(measured[i, j]))
         rows.append(_tag_vector(encoder, weights))
     return torch.stack(rows)
 
