@@ -3,33 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'512x288' -> (512, 288); sizes must be positive multiples of 8."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 512x512, got {text!r}") from None
-    if w <= 0 or h <= 0 or w % 8 or h % 8:
-        raise argparse.ArgumentTypeError(f"size must be positive multiples of 8, got {w}x{h}")
-    return w, h
-
-
-def _engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="builtin", help="builtin (default), folder:PATH, random-sd:tiny|small, "
-                   "or a Stable Diffusion folder / cached hub id")
-    p.add_argument("--size", type=parse_size, default=None, help="WxH, multiples of 8 (default: the model's)")
-    p.add_argument("--sampler", choices=["turbo", "lcm", "ddim", "dpmpp_2m"], default=None)
-    p.add_argument("--steps", type=int, default=None, help="denoising steps = frames in flight")
-    p.add_argument("--cfg", choices=["none", "full", "self", "onetime"], default=None)
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
-    p.add_argument("--vae", default=None, help="a tiny autoencoder (TAESD) folder or cached id for fast decode")
-    p.add_argument("--lora", default=None, help="a LoRA file or folder (an LCM-LoRA switches to lcm, 4 steps)")
+from livekit.commands.args import engine_args, parse_size
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -57,7 +35,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-reload", action="store_true", help="do not watch the sketch file for changes")
 
     render = sub.add_parser("render", help="render stills through the same engine")
-    _engine_args(render)
+    engine_args(render)
     render.add_argument("--prompt", action="append", default=None, help="repeat for several prompts")
     render.add_argument("--mix", type=float, default=None, help="with two prompts: weight of the second (0..1)")
     render.add_argument("--negative", default="", help="negative prompt (cfg full or onetime)")
@@ -68,7 +46,7 @@ def _build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", type=Path, required=True, help="output PNG")
 
     bench = sub.add_parser("bench", help="measure the stream against its floor and sequential sampling")
-    _engine_args(bench)
+    engine_args(bench)
     bench.add_argument("--frames", type=int, default=30)
     bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
@@ -84,16 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "render":
-            from livekit.render import render_command
+            from livekit.commands.render import render_command
 
             return render_command(args)
         if args.command == "bench":
-            return _bench(args)
+            from livekit.commands.bench import bench_command
+
+            return bench_command(args)
         if args.command == "devices":
-            from livekit.devices import devices_command
+            from livekit.commands.devices import devices_command
 
             return devices_command(args)
-        from livekit.runtime import run_command
+        from livekit.commands.run import run_command
 
         return run_command(args)
     except (ValueError, FileNotFoundError) as exc:  # bad input at the edge: one clear line, no traceback
@@ -101,30 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-def _bench(args: argparse.Namespace) -> int:
-    import torch
-
-    from pipeline import EngineConfig, load_model
-    from pipeline.bench import run_bench
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = load_model(args.model, device=args.device, **_model_kwargs(args))
-    config = EngineConfig(size_px=args.size, sampler=args.sampler, steps=args.steps, cfg=args.cfg)
-    result = run_bench(model, config, frames=args.frames)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:>24}: {v}")
-    return 0
-
-
-def _model_kwargs(args: argparse.Namespace) -> dict:
-    """vae= and lora= for models that take them."""
-    return {k: v for k, v in (("vae", getattr(args, "vae", None)), ("lora", getattr(args, "lora", None))) if v}
 
 
 if __name__ == "__main__":

@@ -59,3 +59,10 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
         device = resolve_device("auto")
     kind = device.type if isinstance(device, torch.device) else torch.device(str(device).strip().lower()).type
     return torch.float16 if kind in _GPU_TYPES else torch.float32
+
+
+def set_threads(threads: int) -> None:
+    """Use this many torch CPU threads (intra-op) from now on."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from livekit.inputs import InputOptions
-from livekit.runtime import RunOptions, Show
+from livekit.show.inputs import InputOptions
+from livekit.show.loop import RunOptions, Show
 
 
 def free_udp_port() -> int:

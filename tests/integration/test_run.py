@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from livekit.cli import main
-from livekit.inputs import InputOptions
+from livekit.show.inputs import InputOptions
 from tests.integration.helpers import ShowThread, free_udp_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,10 +99,10 @@ def test_midi_cc_through_a_real_jack_port_moves_a_parameter(jack, tmp_path: Path
         with mido.Backend(backend_name).open_output("kontrol", virtual=True) as port:
             jack.connect("RtMidiOut Client:kontrol", "RtMidiIn Client:livekit")
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and run.show._last_values["glow"] < 0.99:
+            while time.monotonic() < deadline and run.show.last_values["glow"] < 0.99:
                 port.send(mido.Message("control_change", channel=0, control=7, value=127))  # a knob held at the top
                 time.sleep(0.05)
-        assert run.show._last_values["glow"] == pytest.approx(1.0, abs=0.01)
+        assert run.show.last_values["glow"] == pytest.approx(1.0, abs=0.01)
     finally:
         run.stop()
 
@@ -122,7 +122,7 @@ def test_hot_reload_applies_within_a_second_without_reloading_the_model(tmp_path
             time.sleep(0.02)
         assert _colour(run.means[-1]) == "blue"
         assert time.monotonic() - t0 < 1.0 + 0.5  # within 1 s, plus the stream's latency at 30 fps
-        assert run.show._worker.engine.model is model  # same model object: not reloaded ...
+        assert run.show.worker.engine.model is model  # same model object: not reloaded ...
         assert sum("loading model" in line for line in run.lines) == 1  # ... and no second load was started
         sketch.write_text("from livekit import Sketch\nclass Broken(Sketch:\n", encoding="utf-8")
         os.utime(sketch, (time.time() + 2, time.time() + 2))
@@ -286,7 +286,7 @@ def test_midi_out_echoes_a_value_set_over_osc_to_the_knob_that_maps_it(jack, tmp
 
 
 def test_img2img_sketch_reimagines_its_picture(tmp_path: Path) -> None:
-    from livekit.recording import save_png
+    from livekit.outputs.recording import save_png
 
     picture = np.zeros((64, 64, 3), dtype=np.uint8)
     picture[..., 0] = 220  # a red picture ...

@@ -1,0 +1,28 @@
+"""`livekit run`: parsed arguments -> RunOptions -> one Show."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from livekit.show.inputs import InputOptions
+from livekit.show.loop import RunOptions, Show
+from livekit.sketch import SketchError
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run `livekit run` from parsed arguments."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not args.sketch.is_file():
+        raise FileNotFoundError(f"no sketch at {args.sketch}")
+    options = RunOptions(
+        sketch=args.sketch, model=args.model, size=args.size, device=args.device, fullscreen=args.fullscreen,
+        display=args.display, headless=args.headless, frames=args.frames, out=args.out,
+        inputs=InputOptions(osc_port=args.osc_port, osc_host=args.osc_host, midi_in=args.midi_in,
+                            audio_in=args.audio_in, osc_out=args.osc_out, midi_out=args.midi_out),
+        reload=not args.no_reload, hud=args.hud,
+    )
+    try:
+        return Show(options).run()
+    except SketchError as exc:
+        raise ValueError(str(exc)) from exc

@@ -1,0 +1,331 @@
+"""`livekit run`: the show. Main thread = stage window (or headless writer) + control ticks; inference and
+post-processing on the engine's worker threads; controllers on their own threads.
+
+Control flow per tick (display rate, or the sketch's fps headless):
+  inputs -> ParamBus -> SketchRunner.tick -> Conditioning -> StreamWorker.submit (newest wins)
+  StreamWorker -> on_frame (post thread) -> Stage.submit / frame writer
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from controllers.base import ControlEvent
+from livekit.show.capture import Capture
+from livekit.show.hud_feed import hud_info
+from livekit.show.inputs import InputOptions, Inputs
+from livekit.show.learn_cycle import LearnCycle
+from livekit.show.reload import SketchWatcher
+from livekit.sketch.params import ParamBus
+from livekit.sketch.runner import SketchRunner
+from livekit.sketch.base import SketchError, load_sketch
+
+log = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT_S = 1.5  # threads must join within this (the whole shutdown stays under 2 s)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything `livekit run` was asked for."""
+
+    sketch: Path
+    model: str | None = None  # overrides the sketch's model
+    size: tuple[int, int] | None = None  # overrides the sketch's size
+    device: str = "auto"
+    fullscreen: bool = False
+    display: int = 0
+    headless: bool = False
+    frames: int | None = None  # stop after this many generated frames
+    out: Path | None = None  # PNG folder or video file
+    inputs: InputOptions = InputOptions()
+    reload: bool = True  # watch the sketch file
+    hud: bool = False  # start with the HUD visible (H toggles it)
+
+
+class Show:
+    """One run of a sketch: owns the model, the worker, the inputs and the window; `run()` blocks until the end."""
+
+    def __init__(self, options: RunOptions, status: Callable[[str], None] = print,
+                 frame_hook: Callable[[np.ndarray, Any], None] | None = None) -> None:
+        self.options = options
+        self.status = status
+        self.frame_hook = frame_hook  # called with every finished frame (post-processing thread), e.g. by tests
+        self.stop_event = threading.Event()
+        self.frames_out = 0
+        self.last_error: str | None = None
+        self._writer: Any = None
+        self._stage: Any = None
+        self.capture: Capture | None = None  # recording toggles and screenshots (with a window)
+        self.worker: Any = None
+        self.inputs: Inputs | None = None
+        self._watcher: SketchWatcher | None = None
+        self._learn: LearnCycle | None = None
+        self.last_values: Any = None
+        self.last_conditioning: Any = None  # the Conditioning of the latest tick
+        self._echo_learned = 0
+        self._input_image: np.ndarray | None = None
+
+    # ---- setup ---------------------------------------------------------------------------------------------------
+    def _engine_config(self, spec: Any) -> Any:
+        from pipeline import EngineConfig
+
+        e = spec.engine
+        return EngineConfig(size_px=self.options.size or tuple(e.size), sampler=e.sampler, steps=e.steps, cfg=e.cfg,
+                            mode=e.mode)
+
+    def _load_input_image(self, spec: Any) -> np.ndarray | None:
+        """The sketch's `image` (relative to the sketch file) as (H, W, 3) uint8, or None."""
+        if spec.engine.image is None:
+            return None
+        path = Path(spec.engine.image)
+        path = path if path.is_absolute() else self.options.sketch.parent / path
+        if not path.is_file():
+            raise ValueError(f"image {spec.engine.image!r}: no such file ({path}); paths are relative to the sketch")
+        import av
+
+        try:
+            with av.open(str(path)) as container:
+                return next(container.decode(video=0)).to_ndarray(format="rgb24")
+        except (av.error.FFmpegError, StopIteration) as exc:
+            raise ValueError(f"image {path}: cannot read it as a picture ({exc})") from exc
+
+    def _load_engine(self, spec: Any) -> Any:
+        from pipeline import StreamEngine, load_model
+
+        name = self.options.model or spec.engine.model
+        self.status(f"livekit: loading model {name} ({self.options.device}) ...")
+        t0 = time.monotonic()
+        model = load_model(name, device=self.options.device)
+        engine = StreamEngine(model, self._engine_config(spec))
+        c = engine.config
+        self.status(f"livekit: model {name} ready in {time.monotonic() - t0:.1f} s: {c.sampler}, {engine.slots} steps, "
+                    f"cfg {c.cfg}, {c.size_px[0]}x{c.size_px[1]} on {model.device}")
+        return engine
+
+    def _on_frame(self, frame: np.ndarray, info: Any) -> None:
+        """Post-processing thread: hand the frame to the stage and/or the writer."""
+        if self.stop_event.is_set():
+            return
+        if self.frame_hook is not None:
+            self.frame_hook(frame, info)
+        if self._stage is not None:
+            self._stage.submit(frame, info.done_time_s)
+        if self._writer is not None:
+            if self.options.frames is not None and self.frames_out >= self.options.frames:
+                return
+            self._writer.write(frame)
+        self.frames_out += 1
+        if self.options.frames is not None and self.frames_out >= self.options.frames:
+            self.stop_event.set()
+
+    def _on_error(self, message: str) -> None:
+        self.last_error = message
+
+    # ---- run -----------------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Load, start every thread, loop until Esc / Ctrl-C / SIGTERM / --frames, shut down cleanly."""
+        from pipeline import StreamWorker
+
+        opts = self.options
+        sketch_cls = load_sketch(opts.sketch)  # a broken sketch fails here, before anything opens
+        self._watcher = SketchWatcher(opts.sketch)
+        spec = sketch_cls.spec()
+        self.bus = ParamBus()
+        self.runner = SketchRunner(sketch_cls, self.bus)  # configures the bus with the sketch's mappings
+        self._learn = LearnCycle(self.bus, self._notify)
+        self._learned_path = self._learned_file()
+        if self._learned_path.exists():
+            self.status(f"livekit: {self.bus.load_learned(self._learned_path)} learned MIDI mappings loaded")
+        if opts.headless and opts.out is None:
+            raise ValueError("--headless needs --out (a folder for PNG frames or a .mp4 file)")
+        self._input_image = self._load_input_image(spec)
+        engine = self._load_engine(spec)
+        self.engine = engine
+        previous = self._install_signals()
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(0.001)  # the main loop sleeps to pace frames: get the GIL back within 1 ms, not 5
+        try:  # from here on, whatever fails, everything opened so far is closed again
+            if opts.headless:  # every generated frame goes to the writer, none dropped
+                from livekit.outputs.recording import open_frame_writer
+
+                self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px,
+                                                 drop_when_behind=False)
+            self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()),
+                                 osc_params=spec.osc_params(), midi_decoder=spec.midi_decoder_config(),
+                                 status=self.status)
+            self.inputs.start()
+            self._update_echo(spec)
+            self.worker = StreamWorker(engine, self._on_frame, max_fps=spec.engine.fps, on_error=self._on_error)
+            self.worker.start()
+            if opts.headless:
+                self._loop_headless(spec.engine.fps)
+            else:
+                self._loop_window(engine)
+        finally:
+            self._shutdown()
+            self._restore_signals(previous)
+            sys.setswitchinterval(switch)
+        self.status(f"livekit: stopped after {self.frames_out} frames")
+        return 0
+
+    def _tick(self, now: float) -> None:
+        """One control tick: clock events, sketch mappings, conditioning to the worker, hot reload."""
+        self.inputs.poll(now)
+        tempo = self.inputs.tempo(now)
+        result = self.runner.tick(now, tempo)
+        self.last_values = result.values
+        cond = result.conditioning
+        if self._input_image is not None:
+            cond = replace(cond, image=self._input_image)
+        self.last_conditioning = cond
+        self.worker.submit(cond, now)
+        self.inputs.send_state(result.values, self.worker.stats.generated_fps or None, tempo)
+        if self._watcher.due(now):
+            if self.options.reload and self._watcher.changed():
+                self._reload()
+            if self.inputs.midi_out is not None and len(self.bus.learned) != self._echo_learned:
+                self._update_echo(self.runner.spec)  # a knob was learned: echo it too
+
+    def _loop_headless(self, fps: float) -> None:
+        period = 1.0 / max(fps, 1.0)
+        while not self.stop_event.is_set():
+            self._tick(time.monotonic())
+            self.stop_event.wait(period)
+
+    def _loop_window(self, engine: Any) -> None:
+        from livekit.stage.window import Stage, StageConfig
+
+        w, h = engine.config.size_px
+        scale = max(1, 720 // max(h, 1))
+        self._stage = Stage(StageConfig(size_px=(w * scale, h * scale), fullscreen=self.options.fullscreen,
+                                        display=self.options.display, show_hud=self.options.hud,
+                                        title=f"livekit — {self.options.sketch.name}"))
+        self._stage.open()
+        self.capture = Capture(self._stage.displayed_frame, self._notify)
+        if self.options.out is not None:  # with a window, --out records what the audience sees
+            self.capture.toggle_recording(self.inputs.audio, self.options.out)
+        next_hud = 0.0
+        while not self.stop_event.is_set():
+            for action in self._stage.tick():
+                self._action(action)
+            now = time.monotonic()
+            self._tick(now)
+            self.capture.tick(now)
+            if now >= next_hud:
+                next_hud = now + 0.1
+                self._stage.set_hud(hud_info(self))
+
+    def _notify(self, text: str, seconds: float | None = None) -> None:
+        """A short message on the stage (nothing without a window)."""
+        if self._stage is not None:
+            if seconds is None:
+                self._stage.notify(text)
+            else:
+                self._stage.notify(text, seconds)
+
+    def _action(self, action: str) -> None:
+        """A key the stage reported."""
+        if action == "quit":
+            self.stop_event.set()
+        elif action == "record" and self.capture is not None:
+            self.capture.toggle_recording(self.inputs.audio if self.inputs is not None else None)
+        elif action == "screenshot" and self.capture is not None:
+            self.capture.screenshot()
+        elif action.startswith("scene:"):
+            self.bus.set("scene", int(action.split(":")[1]) - 1)
+        elif action == "learn":
+            self._learn.next()
+        elif action == "tap":
+            bpm = self.inputs.tap.tap()
+            if bpm is not None and self._stage is not None:
+                self._stage.notify(f"tap tempo {bpm:.1f} BPM")
+        elif action.startswith(("key:", "keyup:")):
+            kind, name = action.split(":", 1)
+            self.bus.push(ControlEvent(f"key/{name}", 1.0 if kind == "key" else 0.0, time.monotonic()))
+
+    def _learned_file(self) -> Path:
+        from controllers.learn import mappings_path
+
+        return Path(mappings_path(self.options.sketch))
+
+    # ---- hot reload ----------------------------------------------------------------------------------------------
+    def _reload(self) -> None:
+        """The sketch file changed: load it and apply it live, or keep the old sketch and say why."""
+        try:
+            new_cls = load_sketch(self.options.sketch)
+        except SketchError as exc:  # keep the old sketch running and show why
+            self.last_error = f"reload failed: {exc}"
+            self.status(f"livekit: {self.last_error}")
+            self._notify(str(exc), 5.0)
+            return
+        old_engine = self._engine_config(self.runner.spec)
+        model_changed = self.runner.reload(new_cls)
+        spec = new_cls.spec()
+        try:
+            self._input_image = self._load_input_image(spec)
+        except ValueError as exc:
+            self.last_error = str(exc)
+            self.status(f"livekit: {exc}")
+        self.inputs.set_osc_params(spec.osc_params())
+        self._update_echo(spec)
+        self.last_error = None
+        if model_changed and not self.options.model:
+            self.worker.reconfigure(lambda: self._load_engine(spec))
+        elif self._engine_config(spec) != old_engine:
+            self.worker.reconfigure(self._engine_config(spec))
+        self.worker.max_fps = spec.engine.fps
+        self._learn.refresh()
+        self.status(f"livekit: reloaded {self.options.sketch.name}")
+        self._notify(f"reloaded {self.options.sketch.name}")
+
+    def _update_echo(self, spec: Any) -> None:
+        from livekit.show.echo import echo_routes
+
+        learned = self.bus.learned
+        self._echo_learned = len(learned)
+        self.inputs.echo = echo_routes(spec, learned)
+
+    # ---- shutdown ------------------------------------------------------------------------------------------------
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: self.stop_event.set())
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    def _shutdown(self) -> None:
+        """Join every thread and close every port, stream and file."""
+        self.stop_event.set()
+        if self.worker is not None and not self.worker.stop(SHUTDOWN_TIMEOUT_S):
+            log.warning("the inference thread did not stop within %.1f s", SHUTDOWN_TIMEOUT_S)
+        if self.inputs is not None:
+            if self.inputs.audio is not None:
+                self.inputs.audio.tap = None
+            self.inputs.close()
+        if self.capture is not None:
+            self.capture.stop()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._stage is not None:
+            self._stage.close()
+        try:
+            if self.bus.learned:
+                self.bus.save_learned(self._learned_path)
+        except (OSError, AttributeError) as exc:
+            log.warning("could not save learned MIDI mappings: %s", exc)
