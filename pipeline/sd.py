@@ -12,6 +12,7 @@ import torch
 
 from pipeline.devices import default_dtype, resolve_device
 from pipeline.protocol import PREDICTION_TYPES, ModelDefaults
+from pipeline.schedule import SchedulerSettings
 from pipeline.sd_files import check_pipeline_folder, lora_weight_file, read_json, resolve_local, weights_variant
 
 _TURBO_NAME = re.compile(r"sd(xl)?[-_ ]?turbo", re.IGNORECASE)  # stabilityai/sd-turbo, sdxl-turbo, local copies
@@ -64,7 +65,7 @@ class SDModel:
         self, *, name: str, unet: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer: Any,
         vae: torch.nn.Module, alphas_cumprod: torch.Tensor, prediction_type: str, defaults: ModelDefaults,
         device: torch.device, dtype: torch.dtype, channels_last: bool = False, compile: bool = False,
-        lora: str | None = None,
+        lora: str | None = None, scheduler_settings: SchedulerSettings | None = None,
     ) -> None:
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
@@ -74,6 +75,7 @@ class SDModel:
         self.device = device
         self.dtype = dtype
         self.defaults = defaults
+        self.scheduler_settings = scheduler_settings or SchedulerSettings()  # the checkpoint's scheduler config
         self.unet, self.text_encoder, self.tokenizer, self.vae = unet, text_encoder, tokenizer, vae
         self.lora = lora
         self.channels_last = channels_last
@@ -327,4 +329,5 @@ def load_sd(
         alphas_cumprod=_alphas_cumprod_from_config(scheduler_config), prediction_type=prediction_type,
         defaults=_pick_defaults(kind, (width * scale, height * scale)), device=dev, dtype=dtype,
         channels_last=channels_last, compile=compile, lora=None if lora is None else str(lora),
+        scheduler_settings=SchedulerSettings.from_config(scheduler_config),
     )

@@ -60,13 +60,15 @@ def _ours(sd, config: EngineConfig, cond: Conditioning) -> torch.Tensor:
 # DDIMScheduler moves to t - 1000 // steps rather than to its next listed timestep, which differ when steps does
 # not divide 1000 (6 steps: it lands on 833 and then evaluates 832); so the comparison uses divisors of 1000.
 @pytest.mark.parametrize("steps", [2, 4, 5, 8])
-def test_ddim_matches_diffusers_ddim(sd, steps: int) -> None:
+def test_ddim_matches_diffusers_ddim(sd, tiny_sd_model, steps: int) -> None:
     from diffusers import DDIMScheduler
 
+    sd_path = tiny_sd_model
     cond = Conditioning(prompts=(("a red cat", 1.0),), seeds=((3, 1.0),))
     ours, engine = _ours(sd, EngineConfig(size_px=(64, 64), sampler="ddim", steps=steps, cfg="none"), cond)
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=True, timestep_spacing="trailing")
+    # the checkpoint's own config (the tiny fixture ships set_alpha_to_one=False), with livekit's trailing spacing
+    sched = DDIMScheduler.from_pretrained(str(sd_path), subfolder="scheduler", timestep_spacing="trailing")
+    assert sched.config.set_alpha_to_one is False
     noise = engine._noise(cond)[:1]
     ref = _reference(sd, sched, None, steps, noise, engine._prompt_embedding(cond))
     assert [int(t) for t in sched.timesteps] == engine.table.timesteps.long().tolist()
@@ -104,3 +106,22 @@ def test_lcm_matches_diffusers_lcm_with_the_same_noise(sd, kw: dict) -> None:
     ref = _reference(sd, sched, timesteps, steps, noises[:1], engine._prompt_embedding(cond),
                      step_noises=[noises[i + 1 : i + 2] if i + 1 < steps else noises[:1] for i in range(steps)])
     assert float((ours - ref).abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("spacing", ["karras", "logsnr"])
+def test_karras_and_logsnr_pass_rounded_timesteps_like_diffusers(sd, spacing: str) -> None:
+    """diffusers rounds Karras / Lu-lambda timesteps for the UNet and keeps the continuous sigmas for the solver."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    cond = Conditioning(prompts=(("a blue dog", 1.0),), seeds=((4, 1.0),))
+    ours, engine = _ours(sd, EngineConfig(size_px=(64, 64), sampler="dpmpp_2m", steps=6, spacing=spacing, cfg="none"),
+                         cond)
+    assert torch.equal(engine.table.timesteps, engine.table.timesteps.round())
+    sched = DPMSolverMultistepScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                        algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+                                        final_sigmas_type="zero", use_karras_sigmas=spacing == "karras",
+                                        use_lu_lambdas=spacing == "logsnr")
+    noise = engine._noise(cond)[:1]
+    ref = _reference(sd, sched, None, 6, noise, engine._prompt_embedding(cond))
+    assert [int(t) for t in sched.timesteps] == engine.table.timesteps.long().tolist()
+    assert float((ours - ref).abs().max()) <= 1e-3 * float(ref.abs().max())
