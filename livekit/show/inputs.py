@@ -140,6 +140,18 @@ class Inputs:
             if isinstance(value, (int, float)):
                 self.osc_out.set_param(name, float(value))
         self.osc_out.set_state(fps=fps, bpm=tempo.bpm if tempo else None, beat=tempo.beat if tempo else None)
+        self.osc_out.set("/livekit/state/confidence", self.tempo_confidence())
+
+    def tempo_confidence(self) -> float:
+        """How much the tempo is to be trusted: 1 from a clock (MIDI, Link, Ableton, tap), the beat tracker's
+        confidence when the audio leads, 0 while free-running on the default tempo."""
+        active = getattr(self.clock, "active", None)
+        if active is None:
+            return 0.0
+        if active == "audio":
+            analyzer = getattr(self.audio, "analyzer", None)
+            return float(getattr(analyzer, "beat_confidence", 0.0) or 0.0)
+        return 1.0
 
     def _start_midi(self) -> None:
         wanted = self.options.midi_in
@@ -157,7 +169,12 @@ class Inputs:
             self.midi = MidiInput(self._on_event, port=port, virtual_name="livekit",
                                   backend=self.options.midi_backend, decoder=self._midi_decoder,
                                   clock=self.midi_clock).start()
-            self.status(f"livekit: MIDI in: {port or 'no hardware port'} + virtual port 'livekit'")
+            if port is not None and self.midi.port_found is False:
+                names = ", ".join(list_input_ports(self.options.midi_backend)) or "none"
+                self._problem(f"MIDI in: no port matches {port!r} (ports: {names}); only the virtual port "
+                              f"'livekit' is listening")
+            else:
+                self.status(f"livekit: MIDI in: {port or 'no hardware port'} + virtual port 'livekit'")
         except Exception as exc:  # no MIDI API on this machine, or the port vanished: the show goes on
             self.midi, self.midi_clock = None, None
             self._problem(f"MIDI off: {type(exc).__name__}: {exc}")

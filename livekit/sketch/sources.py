@@ -31,7 +31,8 @@ AUDIO_FEATURES: dict[str, tuple[str, str]] = {
     "centroid": ("audio/centroid", "level"),
     "flux": ("audio/flux", "level"),
     "onset": ("audio/onset", "pulse"),
-    "beat": ("audio/beat", "pulse"),
+    "beat": ("audio/beat", "pulse"),  # fires only while the beat tracker is confident
+    "beat_confidence": ("audio/beat_confidence", "level"),  # 0 for silence and beatless music, 1 locked
 }
 RELATIVE_STEP = 1.0 / 127.0  # one encoder detent moves a relative CC by this much of its 0..1 range
 
@@ -112,7 +113,7 @@ class Source:
     @property
     def out_range(self) -> tuple[float, float]:
         """The (lo, hi) range of the values this source produces."""
-        lo, hi = natural_range(self.origin)
+        lo, hi = (self.origin.lo, self.origin.hi) if isinstance(self.origin, KeyInput) else (0.0, 1.0)
         for op in self.ops:
             if op.kind == "range":
                 lo, hi = op.args
@@ -194,13 +195,6 @@ class Source:
         if to not in QUANTA:
             raise ValueError(f"quantize to {to!r}{did_you_mean(to, QUANTA)}; choose one of {QUANTA}")
         return self._chain("quantize", (to,), f"quantize({to!r})")
-
-
-def natural_range(origin: Origin) -> tuple[float, float]:
-    """The range an input's raw values span."""
-    if isinstance(origin, KeyInput):
-        return origin.lo, origin.hi
-    return 0.0, 1.0
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int) -> int:
