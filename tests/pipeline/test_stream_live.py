@@ -149,3 +149,23 @@ def test_strength_sweep_moves_no_more_than_a_noise_walk(sweep_models, name: str)
     walk = _largest_change(StreamEngine(model, config),
                            [Conditioning(image=img, strength=1.0, noise_walk=0.05 * k) for k in range(40)])
     assert sweep <= walk, (sweep, walk)
+
+
+def test_sequential_sampler_and_stream_share_one_re_noise_convention() -> None:
+    """samplers.sample(noises=the frame's noise set) gives the frame StreamEngine.render gives (lcm re-noises)."""
+    from pipeline import samplers
+
+    model = GaussianModel()
+    eng = StreamEngine(model, EngineConfig(size_px=SIZE, sampler="lcm", steps=4, cfg="none"))
+    cond = Conditioning(prompts=(("red", 1.0),), seeds=((7, 1.0),), noise_walk=0.3)
+    noises, emb, table = eng._noise(cond), eng._prompt_embedding(cond), eng.table
+
+    def model_x0(x: torch.Tensor, i: int) -> torch.Tensor:
+        t = table.timesteps[i : i + 1].float()
+        out = model(x, t, emb[None])
+        return samplers.to_x0(out, x, table.alpha[i : i + 1], table.sigma[i : i + 1], model.prediction_type)
+
+    latent = samplers.sample(model_x0, noises[:1], table, noises[:, None])
+    assert float((model.decode(latent)[0].clamp(0, 1) - eng.render(cond)).abs().max()) <= 1e-5
+    assert samplers.renoise_of(noises, 0) is not None and torch.equal(samplers.renoise_of(noises, 0), noises[1])
+    assert samplers.renoise_of(noises, eng.slots - 1) is None
