@@ -21,7 +21,12 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto")
     run.add_argument("--fullscreen", action="store_true")
     run.add_argument("--display", type=int, default=0, help="display index for fullscreen (see `livekit devices`)")
-    run.add_argument("--headless", action="store_true", help="no window: write frames to --out")
+    run.add_argument("--headless", action="store_true", help="no window: frames go to --out and the video "
+                     "outputs only (a render node: --headless --ndi-out NAME)")
+    run.add_argument("--ndi-out", action="append", default=None, metavar="NAME",
+                     help="send every displayed frame as an NDI source NAME (repeatable)")
+    run.add_argument("--syphon-out", action="append", default=None, metavar="NAME", help="a Syphon server (macOS)")
+    run.add_argument("--spout-out", action="append", default=None, metavar="NAME", help="a Spout sender (Windows)")
     run.add_argument("--frames", type=int, default=None, help="stop after this many generated frames")
     run.add_argument("--out", type=Path, default=None, help="a folder (PNG frames) or a video file (.mp4)")
     run.add_argument("--osc-port", type=int, default=None, help="OSC input port (default 9000; 0 = off)")

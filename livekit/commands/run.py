@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from livekit.outputs.video import OutputSpec
 from livekit.show.inputs import InputOptions
 from livekit.show.loop import RunOptions, Show
 from livekit.sketch import SketchError
@@ -20,9 +21,15 @@ def run_command(args: argparse.Namespace) -> int:
         display=args.display, headless=args.headless, frames=args.frames, out=args.out,
         inputs=InputOptions(osc_port=args.osc_port, osc_host=args.osc_host, midi_in=args.midi_in,
                             audio_in=args.audio_in, osc_out=args.osc_out, midi_out=args.midi_out),
-        reload=not args.no_reload, hud=args.hud,
+        reload=not args.no_reload, hud=args.hud, outputs=output_specs(args),
     )
     try:
         return Show(options).run()
     except SketchError as exc:
         raise ValueError(str(exc)) from exc
+
+
+def output_specs(args: argparse.Namespace) -> tuple[OutputSpec, ...]:
+    """The video outputs asked for on the command line (--ndi-out / --syphon-out / --spout-out NAME)."""
+    return tuple(OutputSpec(kind, name) for kind in ("ndi", "syphon", "spout")
+                 for name in (getattr(args, f"{kind}_out", None) or ()))

@@ -49,6 +49,7 @@ class RunOptions:
     inputs: InputOptions = InputOptions()
     reload: bool = True  # watch the sketch file
     hud: bool = False  # start with the HUD visible (H toggles it)
+    outputs: tuple = ()  # OutputSpec for each video output (NDI, Syphon, Spout) that receives the displayed frames
 
 
 class Show:
@@ -63,6 +64,7 @@ class Show:
         self.frames_out = 0
         self.last_error: str | None = None
         self._writer: Any = None
+        self.video_outputs: Any = None  # VideoOutputs: every displayed frame, never the HUD
         self._stage: Any = None
         self.capture: Capture | None = None  # recording toggles and screenshots (with a window)
         self.worker: Any = None
@@ -119,6 +121,8 @@ class Show:
             self.frame_hook(frame, info)
         if self._stage is not None:
             self._stage.submit(frame, info.done_time_s)
+        elif self.video_outputs:  # headless: every generated frame is what the audience sees
+            self.video_outputs.send(frame)
         if self._writer is not None:
             if self.options.frames is not None and self.frames_out >= self.options.frames:
                 return
@@ -145,8 +149,6 @@ class Show:
         self._learned_path = self._learned_file()
         if self._learned_path.exists():
             self.status(f"livekit: {self.bus.load_learned(self._learned_path)} learned MIDI mappings loaded")
-        if opts.headless and opts.out is None:
-            raise ValueError("--headless needs --out (a folder for PNG frames or a .mp4 file)")
         self._input_image = self._load_input_image(spec)
         engine = self._load_engine(spec)
         self.engine = engine
@@ -154,7 +156,12 @@ class Show:
         switch = sys.getswitchinterval()
         sys.setswitchinterval(0.001)  # the main loop sleeps to pace frames: get the GIL back within 1 ms, not 5
         try:  # from here on, whatever fails, everything opened so far is closed again
-            if opts.headless:  # every generated frame goes to the writer, none dropped
+            if opts.outputs:
+                from livekit.outputs.video import VideoOutputs
+
+                self.video_outputs = VideoOutputs(opts.outputs, fps=spec.engine.fps if opts.headless else 60.0)
+                self.status(f"livekit: video out: {', '.join(f'{o.kind} {o.name!r}' for o in opts.outputs)}")
+            if opts.headless and opts.out is not None:  # every generated frame goes to the writer, none dropped
                 from livekit.outputs.recording import open_frame_writer
 
                 self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px,
@@ -220,6 +227,10 @@ class Show:
             now = time.monotonic()
             self._tick(now)
             self.capture.tick(now)
+            if self.video_outputs:
+                shown = self._stage.displayed_frame()
+                if shown is not None:  # the same array until the picture changes: sent once per new picture
+                    self.video_outputs.send(shown, key=id(shown))
             if now >= next_hud:
                 next_hud = now + 0.1
                 self._stage.set_hud(hud_info(self))
@@ -322,6 +333,8 @@ class Show:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self.video_outputs is not None:
+            self.video_outputs.close()
         if self._stage is not None:
             self._stage.close()
         try:
