@@ -36,6 +36,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--midi-out", default=None, help="MIDI output port name or fragment ('virtual' = a livekit "
                      "port) that echoes mapped knob values to LED rings and motor faders")
     run.add_argument("--audio-in", default=None, help="audio input device (name or index) or a WAV/FLAC file")
+    run.add_argument("--link", action="store_true", help="join the Ableton Link session (tempo, beat, tap out)")
+    run.add_argument("--midi-api", default=None, help="MIDI backend: alsa, jack, coremidi, winmm (default: the "
+                     "first that works, so JACK MIDI is found where there is no ALSA sequencer)")
     run.add_argument("--hud", action="store_true", help="start with the HUD visible (H toggles it)")
     run.add_argument("--no-reload", action="store_true", help="do not watch the sketch file for changes")
 

@@ -1,4 +1,4 @@
-"""`livekit devices`: what this machine offers a show: MIDI ports, audio inputs, displays."""
+"""`livekit devices`: what this machine offers a show: MIDI ports, audio inputs, displays, cameras, NDI sources."""
 
 from __future__ import annotations
 
@@ -19,11 +19,14 @@ def list_devices() -> dict[str, Any]:
     """Everything `livekit devices` shows, as plain data."""
     from controllers.audio import list_input_devices
     from controllers.midi import list_input_ports, list_output_ports
+    from livekit.picture.camera import list_cameras
+    from livekit.picture.ndi_in import list_ndi_sources
     from livekit.stage.display import list_displays
 
     out: dict[str, Any] = {"problems": []}
     for key, what, fn in (("midi_inputs", "MIDI", list_input_ports), ("midi_outputs", "MIDI", list_output_ports),
-                          ("audio_inputs", "audio", list_input_devices), ("displays", "displays", list_displays)):
+                          ("audio_inputs", "audio", list_input_devices), ("displays", "displays", list_displays),
+                          ("cameras", "cameras", list_cameras), ("ndi_sources", "NDI", lambda: list_ndi_sources(1.0))):
         out[key], problem = _try(what, fn)
         if problem and problem not in out["problems"]:
             out["problems"].append(problem)
@@ -46,6 +49,8 @@ def devices_command(args: argparse.Namespace) -> int:
     print("Displays:")
     for d in found["displays"]:
         print(f"  [{d['index']}] {d['name']} {d['size'][0]}x{d['size'][1]} @ {d['refresh_hz'] or '?'} Hz")
+    print("Cameras:      " + (", ".join(found["cameras"]) or "none"))
+    print("NDI sources:  " + (", ".join(found["ndi_sources"]) or "none"))
     for problem in found["problems"]:
         print(f"note: {problem}")
     return 0

@@ -28,7 +28,7 @@ def _prompts(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
 def render_still(engine: StreamEngine, prompts: tuple[tuple[str, float], ...], seed: int, negative: str = "",
                  guidance: float | None = None) -> np.ndarray:
     """One frame (H, W, 3) uint8, sampled the way the stream samples it."""
-    g = engine.model.defaults.guidance if guidance is None else guidance
+    g = engine.defaults.guidance if guidance is None else guidance
     cond = Conditioning(prompts=prompts, negative_prompt=negative, seeds=((seed, 1.0),), guidance=g)
     return to_uint8(engine.render(cond))
 

@@ -20,7 +20,8 @@ def run_command(args: argparse.Namespace) -> int:
         sketch=args.sketch, model=args.model, size=args.size, device=args.device, fullscreen=args.fullscreen,
         display=args.display, headless=args.headless, frames=args.frames, out=args.out,
         inputs=InputOptions(osc_port=args.osc_port, osc_host=args.osc_host, midi_in=args.midi_in,
-                            audio_in=args.audio_in, osc_out=args.osc_out, midi_out=args.midi_out),
+                            audio_in=args.audio_in, osc_out=args.osc_out, midi_out=args.midi_out,
+                            link=args.link, midi_backend=midi_backend(args.midi_api)),
         reload=not args.no_reload, hud=args.hud, outputs=output_specs(args),
     )
     try:
@@ -33,3 +34,12 @@ def output_specs(args: argparse.Namespace) -> tuple[OutputSpec, ...]:
     """The video outputs asked for on the command line (--ndi-out / --syphon-out / --spout-out NAME)."""
     return tuple(OutputSpec(kind, name) for kind in ("ndi", "syphon", "spout")
                  for name in (getattr(args, f"{kind}_out", None) or ()))
+
+
+def midi_backend(api: str | None) -> str | None:
+    """The mido backend for --midi-api (None: auto, the first MIDI API that works here)."""
+    if api is None:
+        return None
+    from controllers.midi import resolve_backend
+
+    return resolve_backend(api)

@@ -30,6 +30,7 @@ class InputOptions:
     midi_backend: str | None = None  # mido backend, e.g. "mido.backends.rtmidi/UNIX_JACK" (tests)
     osc_out: str | None = None  # "host:port" that receives state (fps, bpm, beat, parameter values); None: off
     midi_out: str | None = None  # port name fragment ("virtual" = a port named livekit) that echoes mapped CCs
+    link: bool = False  # join the Ableton Link session on the network (tempo and beat; taps reach the peers)
 
 
 class Inputs:
@@ -50,6 +51,8 @@ class Inputs:
         self.midi_clock: Any = None
         self.audio: Any = None
         self.clock: Any = None
+        self.link: Any = None
+        self.tap: Any = None
         self.tap: Any = None
         self.osc_last_s: float | None = None
         self.midi_last_s: float | None = None
@@ -80,11 +83,34 @@ class Inputs:
         self._start_audio()
         from controllers.tempo import MasterClock, TapTempo
 
+        self._start_link()
         self.tap = TapTempo()  # T in the stage window; takes over from the audio tracker once tapped
-        sources = [(n, s) for n, s in (("midi", self.midi_clock), ("osc", self.osc), ("tap", self.tap),
-                                       ("audio", self.audio)) if s]
+        sources = [(n, s) for n, s in (("midi", self.midi_clock), ("link", self.link), ("osc", self.osc),
+                                       ("tap", self.tap), ("audio", self.audio)) if s]
         self.clock = MasterClock(sources)
         return self
+
+    def _start_link(self) -> None:
+        if not self.options.link:
+            return
+        try:
+            from controllers.link import LinkClock
+
+            self.link = LinkClock()
+            self.status("livekit: Ableton Link on (tempo and beat follow the session; T taps reach the peers)")
+        except Exception as exc:  # aalink missing or the network refused: the show goes on
+            self.link = None
+            self._problem(f"Link off: {type(exc).__name__}: {exc}")
+
+    def tap_tempo(self, time_s: float | None = None) -> float | None:
+        """A tap (T): the tapped tempo, which also becomes the Link session's tempo when Link is on."""
+        bpm = self.tap.tap(time_s) if self.tap is not None else None
+        if bpm is not None and self.link is not None:
+            try:
+                self.link.set_bpm(bpm)
+            except ValueError as exc:
+                self._problem(f"Link: {exc}")
+        return bpm
 
     def _start_osc(self) -> None:
         port = DEFAULT_OSC_PORT if self.options.osc_port is None else self.options.osc_port
@@ -231,7 +257,7 @@ class Inputs:
         """Close every port and stream (idempotent); an audio device still opening is left to its daemon thread."""
         if self._audio_opener is not None:
             self._audio_opener.join(0.5)
-        for name in ("osc", "osc_out", "midi", "midi_out", "audio"):
+        for name in ("osc", "osc_out", "midi", "midi_out", "audio", "link"):
             thing = getattr(self, name)
             if thing is None:
                 continue

@@ -256,7 +256,7 @@ class Show:
         elif action == "learn":
             self._learn.next()
         elif action == "tap":
-            bpm = self.inputs.tap.tap()
+            bpm = self.inputs.tap_tempo()
             if bpm is not None and self._stage is not None:
                 self._stage.notify(f"tap tempo {bpm:.1f} BPM")
         elif action.startswith(("key:", "keyup:")):

@@ -34,3 +34,31 @@ def test_a_midi_port_that_is_not_there_is_reported_not_claimed(jack) -> None:
         assert "MIDI in: no-such-port-xyz +" not in text
     finally:
         inputs.close()
+
+
+def test_link_leads_the_show_tempo_and_a_tap_reaches_the_peer() -> None:
+    import time
+
+    import pytest
+
+    pytest.importorskip("aalink")
+    from tests.controllers.test_link import Peer
+
+    peer = Peer(133.0, 30.0)
+    inputs = Inputs(lambda event: None, InputOptions(osc_port=0, link=True), set(), status=lambda text: None)
+    try:
+        assert peer.wait_for(lambda r: True, 10.0), "the Link peer process did not start"
+        inputs.start()
+        deadline = time.monotonic() + 6.0  # the 3 s lock itself is tested in tests/controllers/test_link.py
+        while time.monotonic() < deadline and (abs(inputs.tempo().bpm - 133.0) > 0.1 or inputs.clock.active != "link"):
+            time.sleep(0.02)
+        assert inputs.tempo().bpm == pytest.approx(133.0, abs=0.1) and inputs.clock.active == "link", (
+            inputs.link.bpm, inputs.link.num_peers, inputs.link.tempo(), inputs.clock.active)
+        assert inputs.tempo_confidence() == 1.0
+        assert peer.wait_for(lambda r: r["peers"] >= 1, 5.0)
+        taps = [inputs.tap_tempo(time_s=100.0 + 0.5 * i) for i in range(4)]  # T tapped at 120 BPM
+        assert taps[-1] == pytest.approx(120.0, abs=0.5)
+        assert peer.wait_for(lambda r: abs(r["bpm"] - 120.0) < 0.5, 3.0), "the tap never reached the peer"
+    finally:
+        inputs.close()
+        peer.close()
