@@ -295,13 +295,14 @@ class StreamEngine:
     @torch.inference_mode()
     def step(self, cond: Conditioning) -> torch.Tensor:
         """Advance the stream one step with this conditioning; returns the finished frame (3, H, W) in [0, 1]."""
+        self._set_motion(cond)
         emb = self._prompt_embedding(cond)
         neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
         noise = self._noise(cond)
         image_latent = self._image_latent(cond) if self.config.mode != "txt2img" else None
         self._update_strength(cond, image_latent)
         key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
-               cond.delta, self._strength)  # strength is 1.0 unless an image enters
+               cond.delta, self._strength, cond.motion_phase)  # strength is 1.0 unless an image enters
         if self._needs_fill:
             self._fill(emb, neg, noise, image_latent, cond)
             self._static_key, self._static_count = key, self.slots  # every slot now holds a frame of this key
@@ -314,6 +315,11 @@ class StreamEngine:
         self._last_image = self.model.decode(latent)[0].clamp(0, 1)
         self.stats.computed += 1
         return self._last_image
+
+    def _set_motion(self, cond: Conditioning) -> None:
+        """Hand the animation phase (cycles) to models whose patterns move (the builtin model)."""
+        if hasattr(self.model, "motion_phase"):
+            self.model.motion_phase = float(cond.motion_phase)
 
     def _skip(self, key: tuple, image_latent: torch.Tensor | None) -> bool:
         """Similarity filter (image input) or static skip (txt2img: every frame in flight saw only this key)."""
@@ -335,6 +341,7 @@ class StreamEngine:
     @torch.inference_mode()
     def render(self, cond: Conditioning) -> torch.Tensor:
         """One frame sampled sequentially (batch 1 per step, no stream): what a frame in the stream equals."""
+        self._set_motion(cond)
         emb = self._prompt_embedding(cond)
         neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
         noise = self._noise(cond)

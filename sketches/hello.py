@@ -11,5 +11,6 @@ class Hello(Sketch):
     seeds = [7, 42, 1234]
     size = (512, 512)
     morph = lfo.triangle(hz=0.05)            # drift through the three prompts every 20 s
-    noise_walk = lfo.sine(hz=0.1).range(0.2, 0.8)   # always a little motion
+    motion = 0.1                             # the patterns move: one loop every 10 s
+    noise_walk = lfo.sine(hz=0.1).range(0.0, 0.1)   # and the noise drifts slowly
     seed_step = key("n")                     # press N for the next seed

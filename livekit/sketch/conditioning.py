@@ -63,7 +63,7 @@ def apply_overrides(settings: ConditioningSettings, overrides: Mapping[str, str 
 
 def build_conditioning(
     settings: ConditioningSettings, values: Mapping[str, float], noise_phase: float = 0.0, seed_index: int = 0,
-    prompt_index: int = 0,
+    prompt_index: int = 0, motion_phase: float = 0.0,
 ) -> Conditioning:
     """The engine's Conditioning from settings and one tick's target values (pure)."""
     n = len(settings.prompts)
@@ -106,6 +106,7 @@ def build_conditioning(
         delta=values.get("delta", 1.0),
         strength=min(max(values.get("strength", 0.5), 0.0), 1.0),
         prompt_blend=settings.prompt_blend,
+        motion_phase=motion_phase,
     )
 
 
@@ -116,6 +117,7 @@ class ConditioningBuilder:
         self.noise_phase = 0.0  # radians
         self.seed_index = 0  # steps taken through the seed list
         self.prompt_index = 0  # steps taken through the prompt list
+        self.motion_phase = 0.0  # cycles of the model's pattern animation, kept in [0, 1)
         self._last_s: float | None = None
 
     def skip(self, now_s: float) -> None:
@@ -129,6 +131,11 @@ class ConditioningBuilder:
         phase = self.noise_phase + values.get("noise_walk", 0.0) * dt_s
         index = self.seed_index + int(values.get("seed_step", 0.0))
         p_index = self.prompt_index + int(values.get("prompt_step", 0.0))
-        conditioning = build_conditioning(settings, values, phase, index, p_index)
+        motion = self.motion_phase + values.get("motion", 0.0) * dt_s
+        motion = motion % 1.0 if math.isfinite(motion) else self.motion_phase
+        if not math.isfinite(phase):  # a runaway speed must not end the noise walk for good
+            phase = self.noise_phase
+        conditioning = build_conditioning(settings, values, phase, index, p_index, motion)
         self.noise_phase, self.seed_index, self.prompt_index = phase, index, p_index
+        self.motion_phase = motion
         return conditioning

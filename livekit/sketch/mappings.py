@@ -61,6 +61,7 @@ BUILTIN_TARGETS: dict[str, Target] = {
         Target("seed_step", None, trigger=True),  # each event steps to the next seed
         Target("prompt_step", None, trigger=True),  # each event steps to the next prompt
         Target("noise_walk", 0.0, span=(0.0, 1.0)),  # noise-walk speed, radians per second
+        Target("motion", 0.0, span=(0.0, 1.0)),  # pattern animation speed, cycles per second (builtin model)
         Target("guidance", 1.0, span=(1.0, 3.0)),  # CFG scale
         Target("delta", 1.0, span=(0.0, 1.0)),  # residual-CFG delta
         Target("strength", 0.5, span=(0.0, 1.0), clamp=(0.0, 1.0)),  # img2img strength

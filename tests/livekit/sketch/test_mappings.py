@@ -207,3 +207,14 @@ def test_prompt_step_walks_the_prompt_list_one_prompt_per_event() -> None:
         cond = builder.build(settings, {"prompt_step": step}, float(t))
         shown.append([text for text, w in cond.prompts if w > 0])
     assert shown == [["a"], ["b"], ["b"], ["c"], ["a"]]
+
+
+def test_motion_speed_integrates_into_the_models_animation_phase() -> None:
+    from livekit.sketch.conditioning import ConditioningBuilder, ConditioningSettings
+
+    settings = ConditioningSettings((("rings", 1.0),), "", (1,), "slerp")
+    builder = ConditioningBuilder()
+    phases = [builder.build(settings, {"motion": 0.25}, t).motion_phase for t in (0.0, 0.1, 0.2, 0.3)]
+    assert phases == pytest.approx([0.0, 0.025, 0.05, 0.075])  # cycles per second x seconds
+    assert builder.build(settings, {"motion": float("inf")}, 0.4).motion_phase == pytest.approx(0.075)
+    assert builder.build(settings, {"motion": 0.25}, 0.5).motion_phase == pytest.approx(0.1)
