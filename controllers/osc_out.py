@@ -62,8 +62,8 @@ class OscSender:
         """Make `value` the latest for `address` (sent on the next tick if changed); NaN and inf are dropped."""
         if not address.startswith("/"):
             raise ValueError(f"OSC addresses start with '/', got {address!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            return
+        if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+            return  # OSC floats are 32-bit: a value past that range cannot be sent (and would kill the sender)
         with self._lock:
             self._latest[address] = value
 
@@ -89,6 +89,10 @@ class OscSender:
         for address, value in due:
             try:
                 self._client.send_message(address, value)
+            except (OverflowError, ValueError, TypeError) as exc:  # a value OSC cannot carry: drop it, never stop
+                log.debug("OSC out: dropped %s %r (%s)", address, value, exc)
+                self._sent[address] = value
+                continue
             except OSError as exc:  # receiver not there yet (ICMP refused), network down: keep the value, retry later
                 if not self._failing:
                     config = self.config
@@ -127,4 +131,5 @@ class OscSender:
         self.close()
 
 
+_FLOAT32_MAX = 3.4028234663852886e38  # the largest finite 32-bit float
 _UNSENT = object()

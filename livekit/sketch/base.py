@@ -66,6 +66,7 @@ class Sketch:
     delta: Any = 1.0  # residual-CFG delta
     strength: Any = 0.5  # img2img strength 0..1
     noise_walk: Any = 0.0  # noise-walk speed in radians per second (motion while nothing else moves)
+    motion: Any = 0.0  # pattern animation speed in cycles per second (rings expand, waves roll; builtin model)
     prompt_blend: str = "slerp"  # lerp | slerp
     fps: float = 30  # display and generation cap
     scenes: Any = None  # list of {setting: value} overrides, or {name: overrides}; keys 1-9 select them

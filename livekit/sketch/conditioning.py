@@ -135,6 +135,7 @@ class ConditioningBuilder:
         motion = motion % 1.0 if math.isfinite(motion) else self.motion_phase
         if not math.isfinite(phase):  # a runaway speed must not end the noise walk for good
             phase = self.noise_phase
+        phase %= math.tau  # the walk is a rotation: keep its angle small so every later step still moves it
         conditioning = build_conditioning(settings, values, phase, index, p_index, motion)
         self.noise_phase, self.seed_index, self.prompt_index = phase, index, p_index
         self.motion_phase = motion

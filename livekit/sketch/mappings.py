@@ -53,6 +53,7 @@ class Target:
 
 
 # Built-in targets. span = the range a bare knob covers; learn a knob to `guidance` and it sweeps 1..3.
+MAX_VALUE = 1e12  # no control value is larger: beyond this a transform overflowed (rejected, the last good held)
 BUILTIN_TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
@@ -139,6 +140,7 @@ class _SourceState:
     def __init__(self, source: Source, count_from_now: bool, initial: float | None) -> None:
         self.source = source
         self._fresh = True
+        self._good: float | None = None  # the last value that passed every transform (held when one overflows)
         self._count_from_now = count_from_now  # ignore events that came before this state existed
         self._base = 0.0  # counter (events or encoder steps) already consumed
         self._pos = initial  # relative encoder position 0..1
@@ -188,6 +190,10 @@ class _SourceState:
         v, seq, pulses = self._read(frame, clock)
         for op, st in zip(self.source.ops, self._ops):
             v, pulses = self._apply(op, st, v, pulses, clock)
+            if v is not None and not -MAX_VALUE <= v <= MAX_VALUE:  # overflowed (or NaN) after a transform
+                v = self._good
+                break
+        self._good = v if v is not None else self._good
         self._fresh = False
         return v, seq, pulses
 

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from controllers.base import ControlEvent, TempoState
-from livekit.sketch.mappings import InputFrame, MappingEvaluator, MappingSpec, Takeover
+from livekit.sketch.mappings import MAX_VALUE, InputFrame, MappingEvaluator, MappingSpec, Takeover
 from livekit.sketch.sources import RelativeInput, Source, source_from_key
 from livekit.sketch.suggest import did_you_mean
 
@@ -176,7 +176,13 @@ class ParamBus:
                 try:
                     value = float(value)
                 except (TypeError, ValueError):
-                    self._reject(f"{key} {value!r}")
+                    value = math.nan
+                if not -MAX_VALUE <= value <= MAX_VALUE:  # NaN, inf or absurdly large: dropped at the bus
+                    if previous is None:
+                        del self._latest[key]
+                    else:
+                        self._latest[key] = previous
+                    self._reject(f"{key} {event.value!r}")
                     return
                 if key.startswith(_IMPULSE_PREFIXES):
                     triggered = value > 0
@@ -220,7 +226,7 @@ class ParamBus:
             return True
         if isinstance(value, str):
             return name in ("prompt", "negative_prompt") or _index(name, "prompt_") is not None
-        if not math.isfinite(value):
+        if not -MAX_VALUE <= value <= MAX_VALUE:
             return False
         if name == "seed" or _index(name, "seed_") is not None:
             return value >= 0 and float(value).is_integer()

@@ -108,7 +108,7 @@ def setting_value(owner: str, name: str, value: Any) -> Any:
 def target_value(owner: str, name: str, value: Any, params: Mapping[str, Param]) -> Any:
     """Validate a target's constant or source; returns it unchanged."""
     if value is None or isinstance(value, Source):
-        if value is None and name in ("guidance", "delta", "strength", "noise_walk"):
+        if value is None and name in ("guidance", "delta", "strength", "noise_walk", "motion"):
             raise SketchError(f"{owner}: {name} needs a number or a source, got None", name)
         return value
     if name in ("seed_step", "prompt_step", "scene"):

@@ -49,16 +49,21 @@ def test_link_leads_the_show_tempo_and_a_tap_reaches_the_peer() -> None:
     try:
         assert peer.wait_for(lambda r: True, 10.0), "the Link peer process did not start"
         inputs.start()
-        deadline = time.monotonic() + 6.0  # the 3 s lock itself is tested in tests/controllers/test_link.py
-        while time.monotonic() < deadline and (abs(inputs.tempo().bpm - 133.0) > 0.1 or inputs.clock.active != "link"):
+        # livekit and the peer agree on the session tempo (the 133 +/- 0.1 within 3 s lock is tested with
+        # LinkClock alone in tests/controllers/test_link.py; here: the show's clock follows Link)
+        deadline = time.monotonic() + 6.0
+        agreed = False
+        while time.monotonic() < deadline and not agreed:
+            state = inputs.tempo()
+            agreed = bool(inputs.clock.active == "link" and peer.reports
+                          and abs(state.bpm - peer.reports[-1]["bpm"]) < 0.1)
             time.sleep(0.02)
-        assert inputs.tempo().bpm == pytest.approx(133.0, abs=0.1) and inputs.clock.active == "link", (
-            inputs.link.bpm, inputs.link.num_peers, inputs.link.tempo(), inputs.clock.active)
+        assert agreed, (inputs.tempo(), inputs.clock.active, peer.reports[-1:])
         assert inputs.tempo_confidence() == 1.0
         assert peer.wait_for(lambda r: r["peers"] >= 1, 5.0)
-        taps = [inputs.tap_tempo(time_s=100.0 + 0.5 * i) for i in range(4)]  # T tapped at 120 BPM
-        assert taps[-1] == pytest.approx(120.0, abs=0.5)
-        assert peer.wait_for(lambda r: abs(r["bpm"] - 120.0) < 0.5, 3.0), "the tap never reached the peer"
+        taps = [inputs.tap_tempo(time_s=100.0 + 0.6 * i) for i in range(4)]  # T tapped at 100 BPM
+        assert taps[-1] == pytest.approx(100.0, abs=0.5)
+        assert peer.wait_for(lambda r: abs(r["bpm"] - 100.0) < 0.5, 3.0), "the tap never reached the peer"
     finally:
         inputs.close()
         peer.close()
