@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import struct
 import sys
 import threading
@@ -29,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import pythonosc
 from pythonosc.dispatcher import Dispatcher
 from pythonosc.osc_packet import OscPacket, ParseError
 from pythonosc.osc_server import BlockingOSCUDPServer
@@ -268,6 +270,23 @@ class _CountingDispatcher(Dispatcher):
         return []
 
 
+class _LibraryWarnings(logging.Filter):
+    """python-osc logs its own warnings on the root logger, once per bad message: count them in the problem log."""
+
+    _package = os.path.dirname(pythonosc.__file__)
+
+    def __init__(self, problems: ProblemLog) -> None:
+        super().__init__()
+        self.problems = problems
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Swallow python-osc's records (reported once, rate-limited, through the problem log); pass the rest."""
+        if not record.pathname.startswith(self._package):
+            return True
+        self.problems.report("<python-osc>", record.getMessage()[:120])
+        return False
+
+
 class _Server(BlockingOSCUDPServer):
     max_packet_size = 65507  # the largest UDP payload: an oversized string is read whole and rejected as such
 
@@ -294,6 +313,7 @@ class OscServer:
         self.router = OscRouter(sink, self.config, params)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._library_warnings = _LibraryWarnings(self.router.problems)
 
     def start(self) -> OscServer:
         """Bind the port and start the server thread; OSError with a hint if the port is taken."""
@@ -305,6 +325,7 @@ class OscServer:
         except OSError as exc:
             hint = "is another program (another livekit, an OSC In in TouchDesigner) using it? pick another port"
             raise OSError(exc.errno, f"cannot listen for OSC on {host}:{port} ({exc.strerror}); {hint}") from exc
+        logging.getLogger().addFilter(self._library_warnings)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="livekit-osc", daemon=True)
         self._thread.start()
@@ -336,6 +357,7 @@ class OscServer:
     def close(self) -> None:
         """Stop the thread and release the port."""
         server, self._server = self._server, None
+        logging.getLogger().removeFilter(self._library_warnings)
         if server is not None:
             server.shutdown()
             server.server_close()

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from livekit.commands.args import engine_args, parse_size
+from livekit.commands.args import engine_args, host_port, parse_size, port_number, positive_int
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -27,11 +27,11 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="send every displayed frame as an NDI source NAME (repeatable)")
     run.add_argument("--syphon-out", action="append", default=None, metavar="NAME", help="a Syphon server (macOS)")
     run.add_argument("--spout-out", action="append", default=None, metavar="NAME", help="a Spout sender (Windows)")
-    run.add_argument("--frames", type=int, default=None, help="stop after this many generated frames")
+    run.add_argument("--frames", type=positive_int, default=None, help="stop after this many generated frames")
     run.add_argument("--out", type=Path, default=None, help="a folder (PNG frames) or a video file (.mp4)")
-    run.add_argument("--osc-port", type=int, default=None, help="OSC input port (default 9000; 0 = off)")
+    run.add_argument("--osc-port", type=port_number, default=None, help="OSC input port (default 9000; 0 = off)")
     run.add_argument("--osc-host", default="127.0.0.1", help="OSC bind address (0.0.0.0 to accept the network)")
-    run.add_argument("--osc-out", default=None, help="HOST:PORT that receives state (fps, bpm, beat, values)")
+    run.add_argument("--osc-out", type=host_port, default=None, help="HOST:PORT that receives state (fps, bpm, beat, values)")
     run.add_argument("--midi-in", default=None, help="MIDI input port name or fragment ('virtual' = a livekit port)")
     run.add_argument("--midi-out", default=None, help="MIDI output port name or fragment ('virtual' = a livekit "
                      "port) that echoes mapped knob values to LED rings and motor faders")
@@ -55,7 +55,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure the stream against its floor and sequential sampling")
     engine_args(bench)
-    bench.add_argument("--frames", type=int, default=30)
+    bench.add_argument("--frames", type=positive_int, default=30)
     bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 

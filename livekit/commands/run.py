@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from livekit.commands.args import check_audio_in, check_host
 from livekit.outputs.video import OutputSpec
 from livekit.show.inputs import InputOptions
 from livekit.show.loop import RunOptions, Show
@@ -16,6 +17,9 @@ def run_command(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not args.sketch.is_file():
         raise FileNotFoundError(f"no sketch at {args.sketch}")
+    if args.osc_out:  # every argument is checked before anything loads: a typo costs one line, not a model load
+        check_host(args.osc_out, "--osc-out")
+    check_audio_in(args.audio_in)
     options = RunOptions(
         sketch=args.sketch, model=args.model, size=args.size, device=args.device, fullscreen=args.fullscreen,
         display=args.display, headless=args.headless, frames=args.frames, out=args.out,

@@ -61,6 +61,7 @@ class Show:
         self.status = status
         self.frame_hook = frame_hook  # called with every finished frame (post-processing thread), e.g. by tests
         self.stop_event = threading.Event()
+        self.exit_code = 0  # 130 after Ctrl-C (SIGINT), the shell convention
         self.frames_out = 0
         self.last_error: str | None = None
         self._writer: Any = None
@@ -182,7 +183,7 @@ class Show:
             self._restore_signals(previous)
             sys.setswitchinterval(switch)
         self.status(f"livekit: stopped after {self.frames_out} frames")
-        return 0
+        return self.exit_code
 
     def _tick(self, now: float) -> None:
         """One control tick: clock events, sketch mappings, conditioning to the worker, hot reload."""
@@ -311,8 +312,14 @@ class Show:
             return {}
         previous = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: self.stop_event.set())
+            previous[sig] = signal.signal(sig, self._on_signal)
         return previous
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        # Ctrl-C exits 130 as shells expect; SIGTERM is the polite stop of a service manager and exits 0
+        if signum == signal.SIGINT:
+            self.exit_code = 130
+        self.stop_event.set()
 
     @staticmethod
     def _restore_signals(previous: dict) -> None:

@@ -251,6 +251,10 @@ def load_sketch(path: str | Path) -> type[Sketch]:
         source = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SketchError(f"cannot read sketch {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise SketchError(f"{path.name}:{line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start}); save the sketch as UTF-8") from exc
     # compile ourselves instead of importlib's file loader: its bytecode cache is keyed on whole-second mtimes and
     # could hand a hot reload the previous version of a file saved twice within one second.
     try:

@@ -104,12 +104,17 @@ class Snapshot:
         return self.values.get(name, default)
 
 
+MAX_KEYS = 4096  # controller keys kept per table: beyond it the least recently moved unmapped key is forgotten
+MAX_OVERRIDES = 64  # live prompt_N / seed_N overrides kept
+
+
 @dataclass(frozen=True)
 class Rejected:
     """Direct sets from controllers that named nothing the sketch knows (for the HUD)."""
 
     count: int = 0
     last: str | None = None
+    forgotten: int = 0  # controller keys dropped to keep the tables bounded (a flood of unique OSC addresses)
 
 
 class ParamBus:
@@ -124,6 +129,7 @@ class ParamBus:
         self._rel: dict[str, float] = {}
         self._sets: dict[str, tuple[float | str, int]] = {}
         self._names: frozenset[str] = frozenset()
+        self._mapped_keys: frozenset[str] = frozenset()  # keys the sketch reads: never forgotten
         self._relative: dict[tuple[int, int], str] = {}  # (channel, cc) -> encoding, for learning encoders
         self._learn: MidiLearn | None = None  # created on first use (imports the MIDI stack)
         self._learned: dict[str, Source] = {}
@@ -139,6 +145,7 @@ class ParamBus:
                     if isinstance(o, RelativeInput)}
         with self._eval_lock, self._lock:
             self._names = frozenset(t.name for t in targets)
+            self._mapped_keys = frozenset(k for t in targets if t.source for k in t.source.keys)
             self._relative = relative
             if self._learn is not None:
                 self._replace_learn(self._learn.mappings())
@@ -170,8 +177,10 @@ class ParamBus:
         key, value = event.source, event.value
         with self._lock:
             self._seq += 1
-            previous = self._latest.get(key)
+            previous = self._latest.pop(key, None)  # re-inserted last: the dict's order is least recently moved first
             self._latest[key] = (value, self._seq)
+            if previous is None and len(self._latest) > MAX_KEYS:
+                self._forget_one()
             if not isinstance(value, str):
                 try:
                     value = float(value)
@@ -199,7 +208,20 @@ class ParamBus:
                 self._replace_learn(learn.mappings())
 
     def _reject(self, what: str) -> None:
-        self._rejected = Rejected(self._rejected.count + 1, what)
+        r = self._rejected
+        self._rejected = Rejected(r.count + 1, what, r.forgotten)
+
+    def _forget_one(self) -> None:
+        """Drop the least recently moved key no mapping reads (lock held): memory stays bounded under any flood."""
+        keep = self._mapped_keys | {k for src in self._learned.values() for k in src.keys}
+        victim = next((k for k in self._latest if k not in keep), None)
+        if victim is None:
+            return
+        del self._latest[victim]
+        self._counts.pop(victim, None)
+        self._rel.pop(victim, None)
+        r = self._rejected
+        self._rejected = Rejected(r.count, r.last, r.forgotten + 1)
 
     def _route(self, key: str, value: float | str) -> None:
         """Direct sets carried by controller keys (lock held)."""
@@ -212,7 +234,7 @@ class ParamBus:
                 name = f"weight_{parts[1]}"
             elif parts[0] == "seed" and len(parts) == 3 and parts[2] == "weight":
                 name = f"seed_weight_{parts[1]}"
-            if self._accepts(name, value):
+            if self._accepts(name, value) and self._room_for(name):
                 self._sets[name] = (value, self._seq)
             else:
                 self._reject(f"/livekit/{'/'.join(parts)} {value!r}")
@@ -220,6 +242,12 @@ class ParamBus:
             self._sets["scene"] = (float(int(key[4]) - 1), self._seq)
         elif key.startswith("midi/program/") and not isinstance(value, str):
             self._sets["scene"] = (value, self._seq)
+
+    def _room_for(self, name: str) -> bool:
+        """Live overrides (prompt_N, seed_N, weight_N) are capped so a flood of indices cannot grow memory."""
+        if name in self._sets or not is_override(name):
+            return True
+        return sum(1 for n in self._sets if is_override(n)) < MAX_OVERRIDES
 
     def _accepts(self, name: str, value: float | str) -> bool:
         if name == "scene":

@@ -19,6 +19,7 @@ from pipeline.conditioning import BLEND_MODES
 
 SAMPLERS = ("turbo", "lcm", "ddim", "dpmpp_2m")  # the engine's samplers (pipeline.samplers)
 CFG_MODES = ("none", "full", "self", "onetime")  # the engine's guidance modes
+MAX_SIDE = 2048  # pixels per side: beyond it no supported model is trained, and the latents outgrow most GPUs
 ENGINE_SETTINGS = ("model", "size", "steps", "sampler", "cfg", "fps", "mode", "image")  # a change rebuilds the engine
 MODES = ("txt2img", "img2img", "feedback")  # copied from pipeline.stream.MODES (kept torch-free; a test compares)
 CONDITIONING_SETTINGS = ("prompts", "negative_prompt", "seeds", "prompt_blend")  # constants, scenes may change them
@@ -70,6 +71,9 @@ def setting_value(owner: str, name: str, value: Any) -> Any:
             isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 8 == 0 for v in value)
         if not ok:
             raise SketchError(f"{owner}: size must be (width, height) in pixels, multiples of 8, got {value!r}", name)
+        if max(value) > MAX_SIDE:
+            raise SketchError(f"{owner}: size {value[0]}x{value[1]} is too large: at most {MAX_SIDE} pixels per side "
+                              "(render larger and upscale on the output side)", name)
         return tuple(value)
     if name == "prompts":
         items = [value] if isinstance(value, str) else value

@@ -309,8 +309,8 @@ def test_bad_option_fails_clearly_and_leaves_no_port_open(tmp_path: Path, capsys
 
     port = free_udp_port()
     args = ["run", str(_sketch(tmp_path / "probe.py", ["red"])), "--headless", "--out", str(tmp_path / "out"),
-            "--osc-port", str(port), "--osc-out", "nowhere"]
+            "--osc-port", str(port), "--osc-out", "nowhere.invalid:9001"]
     assert main(args) == 2
-    assert "--osc-out must look like 127.0.0.1:9001" in capsys.readouterr().err
+    assert "--osc-out nowhere.invalid:9001: cannot resolve host" in capsys.readouterr().err
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", port))  # the OSC server that had started was closed again

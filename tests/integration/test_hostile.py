@@ -1,0 +1,188 @@
+"""The show under hostile input: bad arguments fail before anything loads, overflowing controls and floods of
+unique OSC addresses through a real UDP socket keep the picture moving and memory bounded, Ctrl-C exits 130."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from livekit.cli import main
+from livekit.show.inputs import InputOptions
+from livekit.sketch import SketchError, load_sketch
+from livekit.sketch.params import MAX_KEYS
+from tests.integration.helpers import ShowThread, free_udp_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _probe(path: Path, extra: str = "") -> Path:
+    path.write_text("from livekit import Sketch, osc\n\nclass Probe(Sketch):\n    prompts = ['red', 'blue']\n"
+                    "    size = (64, 64)\n    sampler = 'lcm'\n    steps = 2\n    fps = 30\n"
+                    "    noise_walk = osc('/speed').range(0.0, 2.0)\n" + extra, encoding="utf-8")
+    return path
+
+
+def _send(port: int, address: str, *values: object, tags: str | None = None) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(_packet(address, *values, tags=tags), ("127.0.0.1", port))
+
+
+def _packet(address: str, *values: object, tags: str | None = None) -> bytes:
+    if tags == "d":  # a 64-bit double: python-osc's builder writes floats as 32-bit
+        def pad(b: bytes) -> bytes:
+            return b + b"\0" * (4 - len(b) % 4)
+        return pad(address.encode()) + pad(b",d") + struct.pack(">d", values[0])
+    b = OscMessageBuilder(address)
+    for v in values:
+        b.add_arg(v)
+    return b.build().dgram
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--frames", "-1"], "--frames: must be 1 or more"),
+    (["--frames", "0"], "--frames: must be 1 or more"),
+    (["--osc-port", "99999"], "--osc-port: must be a port number 0..65535"),
+    (["--osc-out", "nowhere"], "--osc-out: must look like 127.0.0.1:9001"),
+    (["--size", "8192x8192"], "at most 2048 pixels per side"),
+])
+def test_bad_arguments_are_rejected_at_parse_time(extra: list[str], message: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(_probe(tmp_path / "probe.py")), "--headless", *extra])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--osc-out", "no.such.host.invalid:9001"], "--osc-out no.such.host.invalid:9001: cannot resolve host"),
+    (["--audio-in", "missing.wav"], "--audio-in missing.wav: no such audio file"),
+])
+def test_unusable_inputs_fail_in_one_line_before_the_model_loads(extra: list[str], message: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", str(_probe(tmp_path / "probe.py")), "--headless", "--frames", "3", *extra]) == 2
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"livekit run: {message}"), out.err
+    assert "ready" not in out.out  # nothing loaded
+
+
+def test_a_sketch_that_is_not_utf8_names_its_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin.py"
+    path.write_bytes(b"from livekit import Sketch\n\nclass S(Sketch):\n    prompts = ['caf\xe9']\n")
+    with pytest.raises(SketchError, match=r"latin\.py:4: not UTF-8"):
+        load_sketch(path)
+
+
+def test_a_size_no_model_can_take_is_rejected_with_the_limit(tmp_path: Path) -> None:
+    with pytest.raises(SketchError, match="8192x8192 is too large: at most 2048"):
+        load_sketch(_probe(tmp_path / "big.py", "    size = (8192, 8192)\n"))
+
+
+def test_overflowing_osc_values_never_stop_the_noise_walk(tmp_path: Path) -> None:
+    port = free_udp_port()
+    run = ShowThread(_probe(tmp_path / "probe.py"), tmp_path / "out", inputs=InputOptions(osc_port=port)).start()
+    try:
+        run.wait_frames(3)
+        for packet in (_packet("/speed", 3.4e38), _packet("/speed", 1e308, tags="d"),
+                       _packet("/speed", float("inf")), _packet("/speed", float("nan"))):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.sendto(packet, ("127.0.0.1", port))
+            time.sleep(0.15)
+            phase = run.show.last_conditioning.noise_walk
+            assert math.isfinite(phase) and 0.0 <= phase <= math.tau
+            assert all(math.isfinite(v) for v in run.show.last_values.values() if isinstance(v, float))
+        _send(port, "/speed", 0.5)  # .range(0, 2): 1 rad/s
+        time.sleep(0.2)
+        before = run.show.last_conditioning.noise_walk
+        time.sleep(0.5)
+        after = run.show.last_conditioning.noise_walk
+        assert run.show.last_values["noise_walk"] == pytest.approx(1.0)
+        assert 0.3 < (after - before) % math.tau < 0.8  # 1 rad/s for 0.5 s: the walk moves again
+        assert run.show.bus.rejected.count >= 1
+    finally:
+        run.stop()
+
+
+def test_osc_out_survives_values_beyond_float32(tmp_path: Path) -> None:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.2)
+    port = free_udp_port()
+    inputs = InputOptions(osc_port=port, osc_out=f"127.0.0.1:{receiver.getsockname()[1]}")
+    run = ShowThread(_probe(tmp_path / "probe.py"), tmp_path / "out", inputs=inputs).start()
+    try:
+        run.wait_frames(3)
+        _send(port, "/livekit/prompt/0/weight", 1e308, tags="d")
+        _send(port, "/livekit/seed/0/weight", 3.4e38)
+        time.sleep(0.5)  # the sender handles both values (or drops them) in this time
+        got = []
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and len(got) < 5:
+            try:
+                got.append(receiver.recv(65536))
+            except socket.timeout:
+                pass
+        assert len(got) >= 5  # the state thread still sends
+        assert run.show.inputs.osc_out._thread.is_alive()
+    finally:
+        run.stop()
+        receiver.close()
+
+
+def test_a_flood_of_unique_addresses_keeps_the_tables_bounded(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    port = free_udp_port()
+    run = ShowThread(_probe(tmp_path / "probe.py"), tmp_path / "out", inputs=InputOptions(osc_port=port)).start()
+    try:
+        run.wait_frames(3)
+        _send(port, "/speed", 0.5)
+        sent = 0
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, caplog.at_level(logging.WARNING):
+            for i in range(3 * MAX_KEYS):
+                s.sendto(_packet(f"/flood/{i}", float(i)), ("127.0.0.1", port))
+                sent += 1
+                if i % 200 == 0:
+                    time.sleep(0.01)  # let the server thread keep up: loopback drops what overflows its buffer
+            # python-osc logs a warning per message with an unknown type tag: those are counted, never printed
+            for _ in range(200):
+                s.sendto(b"/weird\0\0,c\0\0\0\0\0A", ("127.0.0.1", port))
+            time.sleep(0.5)
+        bus = run.show.bus
+        assert len(bus._latest) <= MAX_KEYS
+        assert bus.rejected.forgotten > 0
+        assert bus.latest("osc/speed") == pytest.approx(0.5)  # what the sketch maps is never forgotten
+        time.sleep(0.2)
+        assert run.show.last_values["noise_walk"] == pytest.approx(1.0)
+        library_lines = [r for r in caplog.records if "pythonosc" in r.pathname]
+        assert not library_lines
+    finally:
+        run.stop()
+
+
+def test_ctrl_c_exits_130(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "livekit.cli", "run", str(_probe(tmp_path / "probe.py")),
+                             "--headless", "--out", str(out), "--osc-port", "0", "--no-reload"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(out.glob("*.png")) and proc.poll() is None:
+            time.sleep(0.1)
+        assert list(out.glob("*.png")), proc.stdout.read() if proc.poll() is not None else "no frames"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=5) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
