@@ -30,7 +30,7 @@ from livekit.sketch.runner import SketchRunner
 from livekit.sketch.base import SketchError, load_sketch
 
 log = logging.getLogger(__name__)
-SHUTDOWN_TIMEOUT_S = 1.5  # threads must join within this (the whole shutdown stays under 2 s)
+SHUTDOWN_TIMEOUT_S = 0.8  # joins wait this long; daemon threads still inside a model call are abandoned (stop < 2 s)
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,23 @@ class Show:
                     f"cfg {c.cfg}, {c.size_px[0]}x{c.size_px[1]} on {model.device}")
         return engine
 
+    def _load_engine_in_background(self, spec: Any) -> None:
+        """Load a reloaded sketch's model on its own thread; the old model plays until the new one is ready, and
+        stays if the new one cannot load (one line, on the HUD too)."""
+        def load() -> None:
+            try:
+                engine = self._load_engine(spec)
+            except Exception as exc:  # a missing or broken model must not stop the show
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                self.last_error = f"cannot load model {spec.engine.model!r}: {first}; keeping the current model"
+                self.status(f"livekit: {self.last_error}")
+                self._notify(self.last_error, 5.0)
+                return
+            if not self.stop_event.is_set():
+                self.worker.reconfigure(lambda: engine)
+
+        threading.Thread(target=load, name="livekit-model-load", daemon=True).start()
+
     def _on_frame(self, frame: np.ndarray, info: Any) -> None:
         """Post-processing thread: hand the frame to the stage and/or the writer."""
         if self.stop_event.is_set():
@@ -146,6 +163,7 @@ class Show:
         spec = sketch_cls.spec()
         self.bus = ParamBus()
         self.runner = SketchRunner(sketch_cls, self.bus)  # configures the bus with the sketch's mappings
+        self._applied_spec = spec  # the spec the inputs, echo and engine follow now
         self._learn = LearnCycle(self.bus, self._notify)
         self._learned_path = self._learned_file()
         if self._learned_path.exists():
@@ -190,6 +208,8 @@ class Show:
         self.inputs.poll(now)
         tempo = self.inputs.tempo(now)
         result = self.runner.tick(now, tempo)
+        if result.rolled_back:
+            self._rolled_back(result.rolled_back)
         self.last_values = result.values
         cond = result.conditioning
         if self._input_image is not None:
@@ -279,9 +299,24 @@ class Show:
             self.status(f"livekit: {self.last_error}")
             self._notify(str(exc), 5.0)
             return
-        old_engine = self._engine_config(self.runner.spec)
+        old_spec = self.runner.spec
         model_changed = self.runner.reload(new_cls)
-        spec = new_cls.spec()
+        self.last_error = None
+        self._apply_spec(new_cls.spec(), old_spec, model_changed)
+        self.status(f"livekit: reloaded {self.options.sketch.name}")
+        self._notify(f"reloaded {self.options.sketch.name}")
+
+    def _rolled_back(self, message: str) -> None:
+        """The reloaded sketch failed on its first ticks: the runner brought back the last good one; follow it."""
+        failed = self._applied_spec
+        self.last_error = message
+        self.status(f"livekit: {message}")
+        self._notify(message, 5.0)
+        self._apply_spec(self.runner.spec, failed, self.runner.spec.model_key != failed.model_key)
+
+    def _apply_spec(self, spec: Any, old_spec: Any, model_changed: bool) -> None:
+        """Bring image, OSC params, MIDI echo, engine and pacing in line with a newly installed sketch spec."""
+        self._applied_spec = spec
         try:
             self._input_image = self._load_input_image(spec)
         except ValueError as exc:
@@ -289,15 +324,12 @@ class Show:
             self.status(f"livekit: {exc}")
         self.inputs.set_osc_params(spec.osc_params())
         self._update_echo(spec)
-        self.last_error = None
         if model_changed and not self.options.model:
-            self.worker.reconfigure(lambda: self._load_engine(spec))
-        elif self._engine_config(spec) != old_engine:
+            self._load_engine_in_background(spec)
+        elif self._engine_config(spec) != self._engine_config(old_spec):
             self.worker.reconfigure(self._engine_config(spec))
         self.worker.max_fps = spec.engine.fps
         self._learn.refresh()
-        self.status(f"livekit: reloaded {self.options.sketch.name}")
-        self._notify(f"reloaded {self.options.sketch.name}")
 
     def _update_echo(self, spec: Any) -> None:
         from livekit.show.echo import echo_routes

@@ -30,6 +30,7 @@ class TickResult:
     scene: int | None
     t_s: float  # seconds since the first tick
     ok: bool = True  # False: this tick failed and repeats the previous result
+    rolled_back: str | None = None  # set on the tick a freshly reloaded sketch failed and the last good one returned
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class SketchRunner:
     """
 
     LOG_EVERY_S = 10.0  # a repeating error is logged again at most this often
+    PROBATION_TICKS = 30  # a reloaded sketch that fails within this many ticks (1 s at 30 fps) is rolled back
 
     def __init__(self, sketch_cls: type[Sketch], bus: ParamBus | None = None) -> None:
         self.bus = bus if bus is not None else ParamBus()
@@ -55,28 +57,52 @@ class SketchRunner:
         self._logged: tuple[str, float] | None = None
         self._previous: TickResult | None = None
         self._start_s: float | None = None
+        self._last_good: tuple | None = None  # (class, spec, instance) of the sketch before a reload, on probation
+        self._probation = 0
         self._load(sketch_cls)
 
-    def _load(self, sketch_cls: type[Sketch]) -> None:
+    def _load(self, sketch_cls: type[Sketch]) -> bool:
+        """Install a sketch class; False when its setup() raised (recorded)."""
         spec = sketch_cls.spec()
         try:
             sketch = sketch_cls()
         except Exception as exc:
             raise SketchError(f"{sketch_cls.__name__}() failed: {type(exc).__name__}: {exc}") from exc
-        self.bus.configure(spec.mapping)
-        self.sketch_cls, self.spec, self.sketch = sketch_cls, spec, sketch
-        self._names = frozenset(self.bus.names)
-        self._has_update = sketch_cls.update is not Sketch.update
+        self._install(sketch_cls, spec, sketch)
         try:
             self.sketch.setup()
         except Exception as exc:  # the show goes on; update() may still work
             self._record(exc, "setup", None)
+            return False
+        return True
+
+    def _install(self, sketch_cls: type[Sketch], spec: object, sketch: Sketch) -> None:
+        self.bus.configure(spec.mapping)
+        self.sketch_cls, self.spec, self.sketch = sketch_cls, spec, sketch
+        self._names = frozenset(self.bus.names)
+        self._has_update = sketch_cls.update is not Sketch.update
 
     def reload(self, sketch_cls: type[Sketch]) -> bool:
-        """Switch to a new version of the sketch (bus, phase, seed, smoothing go on); True if the model must reload."""
+        """Switch to a new version of the sketch (bus, phase, seed, smoothing go on); True if the model must reload.
+
+        The new version is on probation for PROBATION_TICKS ticks: if its setup() or a tick fails in that time, the
+        last good sketch comes back (instance and state included) and TickResult.rolled_back says why, once."""
         old = self.spec.model_key
-        self._load(sketch_cls)
+        good = (self.sketch_cls, self.spec, self.sketch)
+        ok = self._load(sketch_cls)
+        self._last_good, self._probation = good, self.PROBATION_TICKS
+        if not ok:
+            self._probation = -1  # roll back on the next tick
         return self.spec.model_key != old
+
+    def _roll_back(self) -> str:
+        cls, spec, sketch = self._last_good
+        failed = self._errors.last or "an error"
+        self._last_good, self._probation = None, 0
+        self._install(cls, spec, sketch)
+        message = f"reloaded sketch failed ({failed}); rolled back to the last good version"
+        log.error("%s", message)
+        return message
 
     @property
     def errors(self) -> SketchErrors:
@@ -100,6 +126,10 @@ class SketchRunner:
         if self._start_s is None:
             self._start_s = now_s
         t_s = now_s - self._start_s
+        if self._probation < 0 and self._last_good is not None:  # setup() of the reloaded sketch failed
+            message = self._roll_back()
+            result = self._previous or self.tick(now_s, tempo)
+            return replace(result, t_s=t_s, ok=False, rolled_back=message)
         stage = "mappings"
         try:
             snap = self.bus.snapshot(now_s, tempo)
@@ -115,9 +145,14 @@ class SketchRunner:
         except Exception as exc:  # nothing is fatal in the live loop: count, log (rate-limited), keep the last
             self._builder.skip(now_s)
             self._record(exc, stage, now_s)
+            rolled_back = self._roll_back() if self._last_good is not None else None
             if self._previous is not None:
-                return replace(self._previous, t_s=t_s, ok=False)
+                return replace(self._previous, t_s=t_s, ok=False, rolled_back=rolled_back)
             fallback = build_conditioning(self.spec.conditioning, {})
-            return TickResult(fallback, types.MappingProxyType({}), None, t_s, ok=False)
+            return TickResult(fallback, types.MappingProxyType({}), None, t_s, ok=False, rolled_back=rolled_back)
+        if self._last_good is not None:
+            self._probation -= 1
+            if self._probation <= 0:  # the new version proved itself
+                self._last_good = None
         self._previous = TickResult(conditioning, types.MappingProxyType(values), snap.scene, t_s)
         return self._previous

@@ -186,3 +186,49 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_reload_whose_update_fails_rolls_back_to_the_last_good_sketch(tmp_path: Path) -> None:
+    sketch = _probe(tmp_path / "probe.py", "    motion = 0.5\n")
+    run = ShowThread(sketch, tmp_path / "out").start()
+    try:
+        run.wait_frames(5)
+        good = run.show.runner.sketch_cls
+        sketch.write_text(sketch.read_text(encoding="utf-8") + "    def update(self, p, t):\n        1 / 0\n",
+                          encoding="utf-8")
+        os.utime(sketch, (time.time() + 1, time.time() + 1))
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and "rolled back" not in (run.show.last_error or ""):
+            time.sleep(0.02)
+        assert "ZeroDivisionError" in run.show.last_error and "rolled back" in run.show.last_error
+        assert run.show.runner.sketch_cls is good
+        errors = run.show.runner.errors.count
+        phase = run.show.last_conditioning.motion_phase
+        time.sleep(0.4)
+        assert run.show.runner.errors.count == errors  # shown once: the good sketch ticks without errors
+        assert run.show.last_conditioning.motion_phase != phase  # and the picture moves on
+        assert sum("rolled back" in line for line in run.lines) == 1
+    finally:
+        run.stop()
+
+
+def test_a_reload_naming_a_missing_model_keeps_the_current_one_playing(tmp_path: Path) -> None:
+    sketch = _probe(tmp_path / "probe.py")
+    run = ShowThread(sketch, tmp_path / "out").start()
+    try:
+        run.wait_frames(5)
+        engine = run.show.worker.engine
+        sketch.write_text(sketch.read_text(encoding="utf-8") + f"    model = {str(tmp_path / 'no-such-model')!r}\n",
+                          encoding="utf-8")
+        os.utime(sketch, (time.time() + 1, time.time() + 1))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "cannot load model" not in (run.show.last_error or ""):
+            count = len(run.means)
+            run.wait_frames(count + 1, timeout_s=1.0)  # frames keep coming while the new model is tried
+        assert "keeping the current model" in run.show.last_error
+        assert "\n" not in run.show.last_error
+        count = len(run.means)
+        assert run.wait_frames(count + 5) >= count + 5
+        assert run.show.worker.engine is engine
+    finally:
+        run.stop()
