@@ -47,4 +47,22 @@ def hud_info(show: Any) -> Any:
         recording=show.capture is not None and show.capture.recording,
         learning=bool(getattr(show.bus, "learning", None)),
         last_error=show.last_error or (runner.errors.last if runner.errors.count else None),
+        notes=hud_notes(show),
     )
+
+
+def hud_notes(show: Any) -> tuple[str, ...]:
+    """Status lines: which clock leads and how much to trust it, Link peers, input the show dropped."""
+    inputs = show.inputs
+    notes = []
+    if inputs is not None and inputs.clock is not None:
+        active = getattr(inputs.clock, "active", None) or "free-running 120"
+        notes.append(f"tempo: {active} · confidence {inputs.tempo_confidence():.2f}")
+    if inputs is not None and inputs.link is not None:
+        peers = inputs.link.num_peers()
+        notes.append(f"Link: {peers} peer{'s' if peers != 1 else ''}")
+    bus = getattr(show, "bus", None)
+    rejected = bus.rejected if bus is not None else None
+    if rejected is not None and (rejected.count or rejected.forgotten):
+        notes.append(f"input dropped: {rejected.count} bad values · {rejected.forgotten} unmapped keys forgotten")
+    return tuple(notes)

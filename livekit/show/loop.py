@@ -186,7 +186,7 @@ class Show:
                 self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px,
                                                  drop_when_behind=False)
             self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()),
-                                 osc_params=spec.osc_params(), midi_decoder=spec.midi_decoder_config(),
+                                 osc_params=spec.osc_params(), midi_decoder=self._midi_decoder(spec),
                                  status=self.status)
             self.inputs.start()
             self._update_echo(spec)
@@ -330,6 +330,12 @@ class Show:
             self.worker.reconfigure(self._engine_config(spec))
         self.worker.max_fps = spec.engine.fps
         self._learn.refresh()
+
+    def _midi_decoder(self, spec: Any) -> Any:
+        """What the MIDI decoder must pair and decode: the sketch's 14-bit CCs and encoders plus the learned ones."""
+        from controllers.learn import decoder_config_for, merge_decoder_configs
+
+        return merge_decoder_configs(spec.midi_decoder_config(), decoder_config_for(self.bus.learned_mappings()))
 
     def _update_echo(self, spec: Any) -> None:
         from livekit.show.echo import echo_routes

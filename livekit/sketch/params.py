@@ -310,6 +310,11 @@ class ParamBus:
         with self._lock:
             return {m.target: m.source for m in (self._learn.mappings() if self._learn else [])}
 
+    def learned_mappings(self) -> list:
+        """Learned bindings as controllers.learn.MidiMapping entries (source key, encoding, takeover)."""
+        with self._lock:
+            return list(self._learn.mappings()) if self._learn is not None else []
+
     def unlearn(self, target: str) -> None:
         """Drop a learned binding; the sketch's own mapping applies again."""
         with self._lock:

@@ -46,6 +46,7 @@ class HudInfo:
     recording: bool = False  # a recording is running
     learning: bool = False  # MIDI learn is waiting for a control
     last_error: str | None = None  # latest live-loop error, shown until cleared
+    notes: tuple[str, ...] = ()  # short status lines: tempo source and confidence, Link peers, dropped input
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,9 @@ class HudPainter:
             y = self._rule(sheet, pad, y + self._px(4), inner)
         y = self._audio(sheet, info, pad, y, inner)
         y = self._activity(sheet, info, status, pad, y)
+        for note in info.notes[:4]:
+            sheet.blit(self._text(self._fit(note, 17, inner), 17, _DIM), (pad, y))
+            y += self._px(21)
         if info.last_error:
             for line in self._wrap(info.last_error.replace("\n", " "), 19, inner, lines=2):
                 sheet.blit(self._text(line, 19, _BAD), (pad, y))

@@ -3,6 +3,7 @@ unique OSC addresses through a real UDP socket keep the picture moving and memor
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -232,3 +233,32 @@ def test_a_reload_naming_a_missing_model_keeps_the_current_one_playing(tmp_path:
         assert run.show.worker.engine is engine
     finally:
         run.stop()
+
+
+def test_the_hud_says_which_clock_leads_its_confidence_and_what_input_was_dropped(tmp_path: Path) -> None:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    from livekit.show.hud_feed import hud_info
+    from livekit.stage.hud import HudPainter, HudStatus
+
+    port = free_udp_port()
+    run = ShowThread(_probe(tmp_path / "probe.py"), tmp_path / "out", inputs=InputOptions(osc_port=port)).start()
+    try:
+        run.wait_frames(3)
+        _send(port, "/livekit/prompt/0/weight", 1e308, tags="d")
+        time.sleep(0.3)
+        info = hud_info(run.show)
+    finally:
+        run.stop()
+    assert info.notes[0] == "tempo: free-running 120 · confidence 0.00"
+    assert any(n.startswith("input dropped: 1 bad values") for n in info.notes)
+    import pygame
+
+    pygame.init()
+    try:
+        status = HudStatus(generated_fps=30.0, displayed_fps=60.0, display_hz=60.0, frozen=False, stalled_s=0.0,
+                           now_s=time.monotonic(), frame_px=(64, 64))
+        with_notes = HudPainter().render(info, status, (1280, 720))
+        without = HudPainter().render(dataclasses.replace(info, notes=()), status, (1280, 720))
+        assert with_notes.get_height() > without.get_height()  # the lines are drawn
+    finally:
+        pygame.quit()

@@ -314,3 +314,41 @@ def test_bad_option_fails_clearly_and_leaves_no_port_open(tmp_path: Path, capsys
     assert "--osc-out nowhere.invalid:9001: cannot resolve host" in capsys.readouterr().err
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", port))  # the OSC server that had started was closed again
+
+
+def test_cc14_and_encoder_entries_of_a_mapping_file_drive_their_params_through_jack(jack, tmp_path: Path) -> None:
+    import mido
+
+    from controllers.learn import MidiMapping, save_mappings
+
+    sketch = _sketch(tmp_path / "probe.py", ["red"], "    glow = Param(0.0, range=(0.0, 1.0))\n"
+                     "    spin = Param(0.5, range=(0.0, 1.0))\n")
+    mapping_file = tmp_path / "probe.midi.json"
+    save_mappings(mapping_file, [MidiMapping("glow", "midi/cc14/0/1", soft_takeover=False),
+                                 MidiMapping("spin", "midi/rel/0/20", "twos_complement", soft_takeover=False)])
+    written = mapping_file.read_bytes()
+    backend_name = "mido.backends.rtmidi/UNIX_JACK"
+    run = ShowThread(sketch, tmp_path / "out", inputs=InputOptions(osc_port=0, midi_in="virtual",
+                                                                   midi_backend=backend_name)).start()
+    try:
+        run.wait_frames(3)
+        assert any("2 learned MIDI mappings loaded" in line for line in run.lines)
+        with mido.Backend(backend_name).open_output("kontrol14", virtual=True) as port:
+            jack.connect("RtMidiOut Client:kontrol14", "RtMidiIn Client:livekit")
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and run.show.last_values["glow"] < 0.99:
+                port.send(mido.Message("control_change", channel=0, control=1, value=127))  # MSB
+                port.send(mido.Message("control_change", channel=0, control=33, value=127))  # LSB
+                time.sleep(0.05)
+            assert run.show.last_values["glow"] == pytest.approx(1.0, abs=0.01)
+            start = run.show.last_values["spin"]
+            for _ in range(10):
+                port.send(mido.Message("control_change", channel=0, control=20, value=1))  # one step clockwise
+                time.sleep(0.02)
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and run.show.last_values["spin"] <= start:
+                time.sleep(0.05)
+            assert run.show.last_values["spin"] > start
+    finally:
+        run.stop()
+    assert mapping_file.read_bytes() == written  # nothing was learned: the file is left exactly as it was
