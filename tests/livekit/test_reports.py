@@ -1,4 +1,4 @@
-"""The soak script: a short run under a real UDP fuzzer and flood reports rows and a summary."""
+"""The report scripts: a short soak under a real UDP fuzzer and flood; the OSC latency benchmark."""
 
 from __future__ import annotations
 
@@ -18,3 +18,11 @@ def test_a_short_soak_under_attack_reports_flat_threads_and_counts_what_it_dropp
     summary = summarize(rows, warmup_min=0.0)
     assert summary["threads"][0] == summary["threads"][1]
     assert {"rss_growth_pct", "fps_drift_pct", "fds"} <= set(summary)
+
+
+def test_the_latency_report_sees_an_osc_prompt_switch_within_the_stream_depth() -> None:
+    from livekit.latency import measure
+
+    r = measure(steps=2, trials=2)
+    assert r.trials >= 1
+    assert 1 <= r.first_frame <= r.most_frame <= 2 + 3  # N steps in flight, plus the tick and post-processing
