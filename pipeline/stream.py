@@ -183,7 +183,7 @@ class StreamEngine:
         """Pre-processing: (H, W, 3) uint8 -> (1, 3, h, w) in [0, 1] at the engine's size, on the model's device.
 
         StreamWorker runs this on its pre-processing thread and passes the tensor as Conditioning.image."""
-        img = torch.as_tensor(np.ascontiguousarray(image)).to(self.model.device)
+        img = torch.as_tensor(np.require(image, requirements=['C', 'W'])).to(self.model.device)  # read-only: copied
         img = img.permute(2, 0, 1)[None].to(self.model.dtype) / 255.0  # (1, 3, H, W)
         w, h = self.config.size_px
         if img.shape[-2:] != (h, w):

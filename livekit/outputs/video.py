@@ -27,6 +27,21 @@ class OutputSpec:
             raise ValueError(f"a {self.kind} output needs a non-empty name, got {self.name!r}")
 
 
+def ndi_out(name: str = "livekit") -> OutputSpec:
+    """An NDI source NAME for a sketch's `outputs = [ndi_out("livekit")]` (same as --ndi-out NAME)."""
+    return OutputSpec("ndi", name)
+
+
+def syphon_out(name: str = "livekit") -> OutputSpec:
+    """A Syphon server NAME (macOS) for a sketch's `outputs` (same as --syphon-out NAME)."""
+    return OutputSpec("syphon", name)
+
+
+def spout_out(name: str = "livekit") -> OutputSpec:
+    """A Spout sender NAME (Windows) for a sketch's `outputs` (same as --spout-out NAME)."""
+    return OutputSpec("spout", name)
+
+
 def open_output(spec: OutputSpec, fps: float = 60.0) -> Any:
     """Open one output; raises ValueError with one clear line when its library or platform is missing."""
     try:

@@ -114,5 +114,5 @@ class Camera(PictureSource):
 
 
 def camera(device: int | str = 0, size: tuple[int, int] | None = None, fps: float | None = None) -> Camera:
-    """A started camera source for a sketch: ``inputs = camera(0)`` or ``camera("FaceTime")``."""
-    return Camera(device, size=size, fps=fps).start()
+    """A camera source for a sketch: ``image = camera(0)`` or ``camera("FaceTime")``; the show starts and closes it."""
+    return Camera(device, size=size, fps=fps)

@@ -111,5 +111,5 @@ class NdiInput(PictureSource):
 
 
 def ndi_in(source: str, low_bandwidth: bool = False) -> NdiInput:
-    """A started NDI picture source for a sketch: ``inputs = ndi_in("TouchDesigner (out1)")``."""
-    return NdiInput(source, low_bandwidth=low_bandwidth).start()
+    """An NDI picture source for a sketch: ``image = ndi_in("TouchDesigner (out1)")``; the show starts and closes it."""
+    return NdiInput(source, low_bandwidth=low_bandwidth)

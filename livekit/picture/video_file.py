@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,5 +61,11 @@ class VideoFile(PictureSource):
 
 
 def video(path: str | Path, loop: bool = True, speed: float = 1.0) -> VideoFile:
-    """A started video file source for a sketch: ``inputs = video("loop.mp4", loop=True)``."""
-    return VideoFile(path, loop=loop, speed=speed).start()
+    """A video file source for a sketch, ``image = video("loop.mp4")``: a relative path is looked up next to the
+    file that calls this (the sketch) when it is not in the working folder; the show starts and closes it."""
+    path = Path(path).expanduser()
+    if not path.is_absolute() and not path.is_file():
+        caller = sys._getframe(1).f_globals.get("__file__")
+        if caller:
+            path = Path(caller).parent / path
+    return VideoFile(path, loop=loop, speed=speed)

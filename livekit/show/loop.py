@@ -24,6 +24,7 @@ from livekit.show.capture import Capture
 from livekit.show.hud_feed import hud_info
 from livekit.show.inputs import InputOptions, Inputs
 from livekit.show.learn_cycle import LearnCycle
+from livekit.show.picture_feed import PictureFeed
 from livekit.show.reload import SketchWatcher
 from livekit.sketch.params import ParamBus
 from livekit.sketch.runner import SketchRunner
@@ -62,6 +63,7 @@ class Show:
         self.frame_hook = frame_hook  # called with every finished frame (post-processing thread), e.g. by tests
         self.stop_event = threading.Event()
         self.exit_code = 0  # 130 after Ctrl-C (SIGINT), the shell convention
+        self.pictures = PictureFeed(options.sketch, status)  # the still or live picture img2img/feedback start from
         self.frames_out = 0
         self.last_error: str | None = None
         self._writer: Any = None
@@ -75,7 +77,6 @@ class Show:
         self.last_values: Any = None
         self.last_conditioning: Any = None  # the Conditioning of the latest tick
         self._echo_learned = 0
-        self._input_image: np.ndarray | None = None
 
     # ---- setup ---------------------------------------------------------------------------------------------------
     def _engine_config(self, spec: Any) -> Any:
@@ -84,22 +85,6 @@ class Show:
         e = spec.engine
         return EngineConfig(size_px=self.options.size or tuple(e.size), sampler=e.sampler, steps=e.steps, cfg=e.cfg,
                             mode=e.mode)
-
-    def _load_input_image(self, spec: Any) -> np.ndarray | None:
-        """The sketch's `image` (relative to the sketch file) as (H, W, 3) uint8, or None."""
-        if spec.engine.image is None:
-            return None
-        path = Path(spec.engine.image)
-        path = path if path.is_absolute() else self.options.sketch.parent / path
-        if not path.is_file():
-            raise ValueError(f"image {spec.engine.image!r}: no such file ({path}); paths are relative to the sketch")
-        import av
-
-        try:
-            with av.open(str(path)) as container:
-                return next(container.decode(video=0)).to_ndarray(format="rgb24")
-        except (av.error.FFmpegError, StopIteration) as exc:
-            raise ValueError(f"image {path}: cannot read it as a picture ({exc})") from exc
 
     def _load_engine(self, spec: Any) -> Any:
         from pipeline import StreamEngine, load_model
@@ -168,18 +153,19 @@ class Show:
         self._learned_path = self._learned_file()
         if self._learned_path.exists():
             self.status(f"livekit: {self.bus.load_learned(self._learned_path)} learned MIDI mappings loaded")
-        self._input_image = self._load_input_image(spec)
+        self.pictures.load(spec.engine.image)
         engine = self._load_engine(spec)
         self.engine = engine
         previous = self._install_signals()
         switch = sys.getswitchinterval()
         sys.setswitchinterval(0.001)  # the main loop sleeps to pace frames: get the GIL back within 1 ms, not 5
         try:  # from here on, whatever fails, everything opened so far is closed again
-            if opts.outputs:
+            outputs = tuple(dict.fromkeys((*opts.outputs, *spec.outputs)))  # the command line's and the sketch's
+            if outputs:
                 from livekit.outputs.video import VideoOutputs
 
-                self.video_outputs = VideoOutputs(opts.outputs, fps=spec.engine.fps if opts.headless else 60.0)
-                self.status(f"livekit: video out: {', '.join(f'{o.kind} {o.name!r}' for o in opts.outputs)}")
+                self.video_outputs = VideoOutputs(outputs, fps=spec.engine.fps if opts.headless else 60.0)
+                self.status(f"livekit: video out: {', '.join(f'{o.kind} {o.name!r}' for o in outputs)}")
             if opts.headless and opts.out is not None:  # every generated frame goes to the writer, none dropped
                 from livekit.outputs.recording import open_frame_writer
 
@@ -212,8 +198,9 @@ class Show:
             self._rolled_back(result.rolled_back)
         self.last_values = result.values
         cond = result.conditioning
-        if self._input_image is not None:
-            cond = replace(cond, image=self._input_image)
+        image = self.pictures.frame()
+        if image is not None:
+            cond = replace(cond, image=image)
         self.last_conditioning = cond
         self.worker.submit(cond, now)
         self.inputs.send_state(result.values, self.worker.stats.generated_fps or None, tempo)
@@ -318,7 +305,7 @@ class Show:
         """Bring image, OSC params, MIDI echo, engine and pacing in line with a newly installed sketch spec."""
         self._applied_spec = spec
         try:
-            self._input_image = self._load_input_image(spec)
+            self.pictures.load(spec.engine.image)
         except ValueError as exc:
             self.last_error = str(exc)
             self.status(f"livekit: {exc}")
@@ -375,6 +362,7 @@ class Show:
             self.inputs.close()
         if self.capture is not None:
             self.capture.stop()
+        self.pictures.close()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -59,7 +59,9 @@ class Sketch:
     seeds: Any = [0]  # seed list; seed_morph / seed_step move through it
     steps: int | None = None  # denoising steps (None = the model's default)
     mode: str = "txt2img"  # txt2img | img2img (the `image` re-imagined) | feedback (each frame re-imagines the last)
-    image: str | None = None  # img2img input / feedback's first frame: a picture path, relative to the sketch
+    image: Any = None  # img2img input / feedback's first frame: a picture path (relative to the sketch) or a live
+    # source: camera(0), video("loop.mp4"), ndi_in("NAME")
+    outputs: Any = ()  # video outputs beside the window: [ndi_out("livekit"), syphon_out(...), spout_out(...)]
     sampler: str | None = None  # turbo | lcm | ddim | dpmpp_2m (None = the model's default)
     cfg: str | None = None  # none | full | self | onetime (None = the model's default)
     guidance: Any = 1.0  # CFG scale
@@ -114,7 +116,7 @@ class EngineSettings:
     cfg: str | None = None
     fps: float = 30.0
     mode: str = "txt2img"
-    image: str | None = None
+    image: Any = None  # a path or a live picture source
 
     @property
     def model_key(self) -> tuple[str, tuple[int, int]]:
@@ -132,6 +134,7 @@ class SketchSpec:
     mapping: MappingSpec
     params: Mapping[str, Param]
     scene_settings: tuple[ConditioningSettings, ...] = ()
+    outputs: tuple = ()  # OutputSpec-like (kind, name) video outputs the sketch asks for
 
     @property
     def model_key(self) -> tuple[str, tuple[int, int]]:
@@ -229,7 +232,8 @@ def compile_sketch(cls: type[Sketch]) -> SketchSpec:
     engine = EngineSettings(settings["model"], settings["size"], settings["steps"], settings["sampler"],
                             settings["cfg"], settings["fps"], settings["mode"], settings["image"])
     mapping = MappingSpec(target_table(values, params, n, len(settings["seeds"])), scenes)
-    return SketchSpec(owner, engine, conditioning, mapping, types.MappingProxyType(params), scene_settings)
+    return SketchSpec(owner, engine, conditioning, mapping, types.MappingProxyType(params), scene_settings,
+                      settings["outputs"])
 
 
 # --- loading --------------------------------------------------------------------------------------------------------

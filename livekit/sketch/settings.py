@@ -23,7 +23,7 @@ MAX_SIDE = 2048  # pixels per side: beyond it no supported model is trained, and
 ENGINE_SETTINGS = ("model", "size", "steps", "sampler", "cfg", "fps", "mode", "image")  # a change rebuilds the engine
 MODES = ("txt2img", "img2img", "feedback")  # copied from pipeline.stream.MODES (kept torch-free; a test compares)
 CONDITIONING_SETTINGS = ("prompts", "negative_prompt", "seeds", "prompt_blend")  # constants, scenes may change them
-SETTINGS = ENGINE_SETTINGS + CONDITIONING_SETTINGS + ("scenes",)
+SETTINGS = ENGINE_SETTINGS + CONDITIONING_SETTINGS + ("outputs", "scenes")
 TARGETS = tuple(BUILTIN_TARGETS) + ("weights",)  # may hold a Source; plus weight_<i> for each prompt
 HOOKS = ("setup", "update")
 WEIGHT_NAME = re.compile(r"weight_(\d+)$")
@@ -63,9 +63,17 @@ def setting_value(owner: str, name: str, value: Any) -> Any:
     if name == "mode" and value not in MODES:
         raise SketchError(f"{owner}: unknown mode {value!r}{did_you_mean(str(value), MODES)}; choose one of {MODES}",
                           name)
-    if name == "image" and value is not None and (not isinstance(value, str) or not value):
-        raise SketchError(f"{owner}: image must be a path to a picture (relative to the sketch) or None, got "
-                          f"{value!r}", name)
+    live = all(hasattr(value, a) for a in ("start", "latest", "version", "close"))  # camera(), video(), ndi_in()
+    if name == "image" and value is not None and not live and (not isinstance(value, str) or not value):
+        raise SketchError(f"{owner}: image must be a path to a picture (relative to the sketch), a live source "
+                          f"(camera(0), video('loop.mp4'), ndi_in('NAME')) or None, got {value!r}", name)
+    if name == "outputs":
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if not (isinstance(getattr(item, "kind", None), str) and isinstance(getattr(item, "name", None), str)):
+                raise SketchError(f"{owner}: outputs must be a list of ndi_out('NAME'), syphon_out('NAME') or "
+                                  f"spout_out('NAME'), got {item!r}", name)
+        return tuple(items)
     if name == "size":
         ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
             isinstance(v, int) and not isinstance(v, bool) and v > 0 and v % 8 == 0 for v in value)

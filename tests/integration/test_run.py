@@ -352,3 +352,28 @@ def test_cc14_and_encoder_entries_of_a_mapping_file_drive_their_params_through_j
     finally:
         run.stop()
     assert mapping_file.read_bytes() == written  # nothing was learned: the file is left exactly as it was
+
+
+def test_a_video_file_drives_an_img2img_run_and_the_frames_follow_it(tmp_path: Path) -> None:
+    from tests.livekit.picture.test_sources import make_clip
+
+    make_clip(tmp_path / "clip.mp4", [(230, 0, 0)] * 2 + [(0, 0, 230)] * 2, seconds_each=0.5)  # 1 s red, 1 s blue
+    sketch = tmp_path / "live.py"
+    sketch.write_text("from livekit import Sketch, video\n\nclass Live(Sketch):\n    prompts = ['green']\n"
+                      "    size = (64, 64)\n    sampler = 'lcm'\n    steps = 2\n    fps = 30\n"
+                      "    mode = 'img2img'\n    image = video('clip.mp4', loop=True)\n    strength = 0.15\n",
+                      encoding="utf-8")
+    run = ShowThread(sketch, tmp_path / "out").start()
+    try:
+        run.wait_frames(5)
+        source = run.show.pictures.live
+        assert source is not None and source.kind == "video file"
+        deadline = time.monotonic() + 8
+        seen: list[str] = []
+        while time.monotonic() < deadline and not {"red", "blue"} <= set(seen[-40:]):
+            run.wait_frames(len(run.means) + 1, timeout_s=1.0)
+            seen.append(_colour(run.means[-1]))
+        assert "red" in seen and "blue" in seen[seen.index("red"):]  # the frames follow the clip: red, then blue
+    finally:
+        run.stop()
+    assert run.show.pictures.live is None and not source._thread.is_alive()  # the show closed the source

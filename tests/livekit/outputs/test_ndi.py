@@ -176,3 +176,24 @@ def _wait_colour(source: NdiInput, colour: tuple[int, int, int], timeout_s: floa
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_sketch_that_declares_an_ndi_output_is_received_by_another_process(tmp_path) -> None:
+    from tests.integration.helpers import ShowThread
+
+    name = unique("lksketch")
+    sketch = tmp_path / "out.py"
+    sketch.write_text("from livekit import Sketch, ndi_out\n\nclass Out(Sketch):\n    prompts = ['red']\n"
+                      f"    size = (64, 64)\n    steps = 2\n    sampler = 'lcm'\n    outputs = [ndi_out({name!r})]\n",
+                      encoding="utf-8")
+    run = ShowThread(sketch, None).start()
+    try:
+        run.wait_frames(3)
+        receiver = subprocess.run([sys.executable, "-c", RECEIVER, name, "5"], capture_output=True, text=True,
+                                  timeout=40)
+    finally:
+        run.stop()
+    reports = [json.loads(line) for line in receiver.stdout.splitlines()]
+    assert reports and "error" not in reports[0], receiver.stdout + receiver.stderr
+    assert reports[-1]["shape"] == [64, 64, 3]  # the generated frame at its real size
+    assert any(f"video out: ndi {name!r}" in line for line in run.lines)

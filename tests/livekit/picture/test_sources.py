@@ -57,7 +57,7 @@ def clip(tmp_path: Path) -> Path:
 
 
 def test_the_source_follows_the_clip_and_loops(clip: Path) -> None:
-    source = video(clip, loop=True)
+    source = video(clip, loop=True).start()
     try:
         assert source.wait_for_frame(5.0) is not None
         seen = [c for c in watch(source, 2.6) if c is not None]

@@ -202,6 +202,8 @@ def test_misspelled_names_in_update_fail_with_a_suggestion(tmp_path: Path) -> No
         ("guidance = Param(1.0)", r"Param 'guidance' reuses a built-in name"),
         ("scenes = [{'steps': 4}]", r"scenes cannot change"),
         ("scenes = [{'guidence': 2.0}]", r"did you mean 'guidance'\?"),
+        ("outputs = ['ndi']", r"outputs must be a list of ndi_out\('NAME'\)"),
+        ("image = 42", "image must be a path to a picture"),
     ],
 )
 def test_mistakes_fail_at_load_with_a_clear_message(tmp_path: Path, body: str, message: str) -> None:
