@@ -17,8 +17,10 @@ __all__ = ["Param", "ParamBus", "Sketch", "SketchError", "SketchRunner", "audio"
 
 def __getattr__(name: str) -> Any:
     """camera(), video() and ndi_in() load their libraries (PyAV, NDI) only when a sketch uses them."""
-    if name in ("camera", "video", "ndi_in"):
-        import livekit.picture
+    modules = {"camera": "livekit.picture.camera", "video": "livekit.picture.video_file",
+               "ndi_in": "livekit.picture.ndi_in"}
+    if name in modules:
+        import importlib
 
-        return getattr(livekit.picture, name)
+        return getattr(importlib.import_module(modules[name]), name)  # the function, never the submodule
     raise AttributeError(f"module 'livekit' has no attribute {name!r}")

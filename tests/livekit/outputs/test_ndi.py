@@ -197,3 +197,28 @@ def test_a_sketch_that_declares_an_ndi_output_is_received_by_another_process(tmp
     assert reports and "error" not in reports[0], receiver.stdout + receiver.stderr
     assert reports[-1]["shape"] == [64, 64, 3]  # the generated frame at its real size
     assert any(f"video out: ndi {name!r}" in line for line in run.lines)
+
+
+def test_an_img2img_run_follows_an_ndi_stream_from_another_process(tmp_path) -> None:
+    from tests.integration.helpers import ShowThread
+
+    name = unique("lkimg")
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, name, "230,0,0/0,0,230", "3.0"])
+    sketch = tmp_path / "ndi_in.py"
+    sketch.write_text("from livekit import Sketch, ndi_in\n\nclass In(Sketch):\n    prompts = ['green']\n"
+                      "    size = (64, 64)\n    steps = 2\n    sampler = 'lcm'\n    mode = 'img2img'\n"
+                      f"    image = ndi_in({name!r})\n    strength = 0.15\n", encoding="utf-8")
+    run = ShowThread(sketch, None).start()
+    seen: list[str] = []
+    try:
+        run.wait_frames(1, timeout_s=30)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not ("red" in seen and "blue" in seen[seen.index("red"):]):
+            run.wait_frames(len(run.means) + 1, timeout_s=1.0)
+            r, _g, b = run.means[-1]
+            seen.append("red" if r > b + 40 else "blue" if b > r + 40 else "other")
+    finally:
+        run.stop()
+        sender.kill()
+        sender.wait(5)
+    assert "red" in seen and "blue" in seen[seen.index("red"):], seen[-20:]  # red, then blue, as the sender sent
