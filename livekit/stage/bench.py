@@ -46,10 +46,18 @@ def _pattern(i: int, frame_px: tuple[int, int]) -> np.ndarray:
 
 def measure_smoothness(duration_s: float = 3.0, generated_fps: float = 10.0, display_hz: float = 60.0,
                        frame_px: tuple[int, int] = (256, 256), window_px: tuple[int, int] = (960, 540),
-                       show_hud: bool = True, warmup_s: float = 0.5, vsync: bool = False) -> SmoothnessReport:
-    """Run a Stage for duration_s with a generator thread at generated_fps and report the display intervals."""
+                       show_hud: bool = True, warmup_s: float = 0.5, vsync: bool = False,
+                       ndi_out: str | None = None, fullscreen: bool = False) -> SmoothnessReport:
+    """Run a Stage for duration_s with a generator thread at generated_fps and report the display intervals
+    (with ndi_out, every displayed picture is also sent as that NDI source, as `livekit run --ndi-out` does)."""
     patterns = [_pattern(i, frame_px) for i in range(8)]
-    stage = Stage(StageConfig(size_px=window_px, vsync=vsync, display_hz=display_hz, show_hud=show_hud))
+    stage = Stage(StageConfig(size_px=window_px, vsync=vsync, display_hz=display_hz, show_hud=show_hud,
+                              fullscreen=fullscreen))
+    outputs = None
+    if ndi_out:
+        from livekit.outputs.video import OutputSpec, VideoOutputs
+
+        outputs = VideoOutputs([OutputSpec("ndi", ndi_out)], fps=display_hz)
     stop = threading.Event()
 
     def generate() -> None:
@@ -74,12 +82,16 @@ def measure_smoothness(duration_s: float = 3.0, generated_fps: float = 10.0, dis
         while time.monotonic() - start < duration_s:
             stage.tick()
             frame = stage.displayed_frame()
+            if outputs is not None and frame is not None:
+                outputs.send(frame, key=id(frame))
             probe = None if frame is None else frame[::32, ::32].copy()
             moved += int(last is not None and probe is not None and not np.array_equal(probe, last))
             last, ticks = probe, ticks + 1
         elapsed = time.monotonic() - start
         stop.set()
         producer.join()
+        if outputs is not None:
+            outputs.close()
         ratios = stage.display_intervals_s()[-min(ticks, 599):] * stage.display_hz  # the measured presents only
         return SmoothnessReport(display_hz=stage.display_hz, pacing=stage.pacing,
                                 p50_ratio=float(np.percentile(ratios, 50)), p99_ratio=float(np.percentile(ratios, 99)),
@@ -95,9 +107,15 @@ def main() -> None:
     parser.add_argument("--display-hz", type=float, default=60.0)
     parser.add_argument("--no-hud", action="store_true")
     parser.add_argument("--vsync", action="store_true", help="let presents wait for the refresh where possible")
+    parser.add_argument("--frame", default="256x256", help="generated frame size WxH")
+    parser.add_argument("--window", default="960x540", help="window size WxH (with --fullscreen: the display's)")
+    parser.add_argument("--fullscreen", action="store_true")
+    parser.add_argument("--ndi-out", default=None, metavar="NAME", help="also send every displayed picture over NDI")
     args = parser.parse_args()
-    report = measure_smoothness(args.seconds, args.generated_fps, args.display_hz, show_hud=not args.no_hud,
-                                vsync=args.vsync)
+    frame_px, window_px = (tuple(int(v) for v in a.lower().split("x")) for a in (args.frame, args.window))
+    report = measure_smoothness(args.seconds, args.generated_fps, args.display_hz, frame_px=frame_px,
+                                window_px=window_px, show_hud=not args.no_hud, vsync=args.vsync,
+                                ndi_out=args.ndi_out, fullscreen=args.fullscreen)
     print(report.summary())
 
 
