@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -38,9 +39,7 @@ def _stream(model: BuiltinModel, conds: Iterator[tuple[Conditioning, float]], si
     engine = StreamEngine(model, EngineConfig(size_px=(size, size), skip_static=False))
     frames = []
     for cond, phase in conds:
-        model.motion_phase = phase
-        frames.append(engine.step(cond).float().cpu())
-    model.motion_phase = 0.0
+        frames.append(engine.step(replace(cond, motion_phase=phase)).float().cpu())  # the engine hands it on
     return frames
 
 

@@ -9,193 +9,30 @@ killed outright still leaves a file that plays up to its last fragment; close() 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import queue
-import threading
 import wave
-from collections import deque
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol, TypeVar
 
 import av
 import numpy as np
 
 from livekit.outputs.png import encode_png, save_png
+from livekit.outputs.writer import FixedRateTimeline, FrameWriter, WriterThread, check_fps
 
 log = logging.getLogger(__name__)
 
+MAX_ALIGN_S = 5.0  # audio that began further than this from frame 0 is not on the frames' clock: not aligned
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".m4v")
 _FRAGMENTED = (".mp4", ".mov", ".m4v")  # mov-family muxers take movflags
 _VIDEO_CODECS = ("libx264", "libopenh264", "mpeg4")  # H.264 when the bundled ffmpeg has an encoder, else MPEG-4
 _AUDIO_CODECS = ("aac", "libmp3lame")
-_CLOSE = object()
-_Writer = TypeVar("_Writer", bound="_WriterThread")
 
 __all__ = ["FixedRateTimeline", "FrameWriter", "PngSequenceWriter", "VideoRecorder", "encode_png", "open_frame_writer",
            "save_png"]
 
 
-class FrameWriter(Protocol):
-    """Where recorded frames go: a video file or a folder of PNGs."""
-
-    path: Path
-
-    def write(self, frame: np.ndarray, time_s: float | None = None) -> None:
-        """Record an (H,W,3) uint8 frame shown at time_s (None: the next frame slot); never blocks for long."""
-
-    def add_audio(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Append live audio, float32 (n, channels) in -1..1, from any thread."""
-
-    def close(self) -> None:
-        """Finish writing; the output is complete when this returns."""
-
-
-def _check_frame(frame: np.ndarray) -> np.ndarray:
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"frames must be (H, W, 3) uint8 arrays, got shape {frame.shape} dtype {frame.dtype}")
-    return frame
-
-
-def _check_fps(fps: float) -> Fraction:
-    if not 0 < fps <= 240:
-        raise ValueError(f"fps must be in (0, 240], got {fps}")
-    return Fraction(fps).limit_denominator(1001)  # 29.97 -> 30000/1001
-
-
-class FixedRateTimeline:
-    """Maps display timestamps to frame numbers on a fixed-rate grid: extra frames are skipped, gaps repeated."""
-
-    def __init__(self, fps: float, max_repeat_s: float = 2.0) -> None:
-        self.fps = float(fps)
-        self._max_repeat = max(1, round(max_repeat_s * fps))  # longer gaps jump the timeline instead of filling it
-        self._start_s: float | None = None
-        self._last: int | None = None
-
-    def place(self, time_s: float | None) -> tuple[int, int] | None:
-        """(frame number for this frame, copies of the previous frame to write first), or None to skip it."""
-        if time_s is None:
-            index = 0 if self._last is None else self._last + 1
-        else:
-            if self._start_s is None:
-                self._start_s = time_s
-            index = math.floor((time_s - self._start_s) * self.fps + 1e-6)  # the slot this instant falls in
-        if self._last is not None and index <= self._last:
-            return None
-        repeats = 0 if self._last is None else min(index - self._last - 1, self._max_repeat)
-        self._last = index
-        return index, repeats
-
-
-class _WriterThread:
-    """The shared part of both writers: a bounded frame queue, an audio deque and one thread that does the work."""
-
-    def __init__(self, name: str, fps: float, max_queue: int, drop_when_behind: bool) -> None:
-        self.drop_when_behind = drop_when_behind  # False: write() waits for the writer (offline rendering)
-        self.timeline = FixedRateTimeline(fps)
-        self.frames_written = 0  # frames in the output, repeats included
-        self.frames_dropped = 0  # frames lost because the writer fell behind (the previous frame repeats instead)
-        self.error: str | None = None  # first writer error; the recording stops growing after it
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
-        self._audio: deque[np.ndarray] = deque()
-        self._audio_lock = threading.Lock()
-        self._audio_rate: int | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-
-    def write(self, frame: np.ndarray, time_s: float | None = None) -> None:
-        """Record an (H,W,3) uint8 frame shown at time_s (None: the next frame slot); never blocks for long."""
-        _check_frame(frame)
-        if self._closed:
-            return
-        slot = self.timeline.place(time_s)
-        if slot is None:
-            return
-        item = (slot[0], slot[1], np.array(frame, copy=True))
-        if not self.drop_when_behind:
-            self._queue.put(item)
-            return
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            self.frames_dropped += 1
-
-    def add_audio(self, samples: np.ndarray, sample_rate: int) -> None:
-        """Append live audio, float32 (n, channels) in -1..1, from any thread."""
-        data = np.asarray(samples, dtype=np.float32)
-        if data.ndim == 1:
-            data = data[:, None]
-        if data.ndim != 2 or not 1 <= data.shape[1] <= 8:
-            raise ValueError(f"audio must be float32 (samples, channels) with 1..8 channels, got shape {data.shape}")
-        with self._audio_lock:
-            if self._audio_rate is None:
-                self._audio_rate = int(sample_rate)
-            elif int(sample_rate) != self._audio_rate:
-                raise ValueError(f"audio arrived at {sample_rate} Hz after {self._audio_rate} Hz; one recording takes "
-                                 "one sample rate: start a new recording when the audio device changes")
-            if not self._closed:
-                self._audio.append(data.copy())
-
-    def _take_audio(self) -> list[np.ndarray]:
-        with self._audio_lock:
-            chunks = list(self._audio)
-            self._audio.clear()
-        return chunks
-
-    def close(self) -> None:
-        """Finish writing; the output is complete when this returns."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(_CLOSE)
-        self._thread.join()
-
-    def _loop(self) -> None:
-        while True:
-            try:
-                item = self._queue.get(timeout=0.05)
-            except queue.Empty:
-                item = None
-            if item is _CLOSE:
-                break
-            if self.error is None:
-                try:
-                    if item is not None:
-                        self._frame(*item)
-                    self._audio_chunks(self._take_audio())
-                except Exception as exc:  # a full disk must not take the show down: report, stop recording
-                    self.error = f"{type(exc).__name__}: {exc}"
-                    log.error("recording to %s failed: %s", getattr(self, "path", "?"), self.error)
-            else:
-                self._take_audio()  # discarded: after an error nothing more is written
-        try:
-            if self.error is None:
-                self._audio_chunks(self._take_audio())
-            self._finish()
-        except Exception as exc:  # reported; close() still returns so the runtime can exit
-            self.error = self.error or f"{type(exc).__name__}: {exc}"
-            log.error("finishing the recording failed: %s", self.error)
-
-    def _frame(self, index: int, repeats: int, frame: np.ndarray) -> None:
-        raise NotImplementedError
-
-    def _audio_chunks(self, chunks: list[np.ndarray]) -> None:
-        raise NotImplementedError
-
-    def _finish(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self: _Writer) -> _Writer:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
-
-
-class VideoRecorder(_WriterThread):
+class VideoRecorder(WriterThread):
     """Frames at a fixed fps to an MP4/MOV/MKV file (H.264 or MPEG-4, yuv420p), with optional AAC audio."""
 
     def __init__(self, path: str | os.PathLike, fps: float = 30.0, size_px: tuple[int, int] | None = None, *,
@@ -204,7 +41,7 @@ class VideoRecorder(_WriterThread):
         self.path = Path(path)
         if self.path.suffix.lower() not in VIDEO_SUFFIXES:
             raise ValueError(f"video recordings need one of {', '.join(VIDEO_SUFFIXES)}, got {self.path.name!r}")
-        rate = _check_fps(fps)
+        rate = check_fps(fps)
         if audio_channels not in (1, 2):
             raise ValueError(f"audio_channels must be 1 or 2, got {audio_channels}")
         super().__init__(f"record:{self.path.name}", float(rate), max_queue, drop_when_behind)
@@ -219,6 +56,7 @@ class VideoRecorder(_WriterThread):
         self._last_video_frame: av.VideoFrame | None = None
         self._audio_stream: av.AudioStream | None = None
         self._audio_pts = 0
+        self._audio_skip: int | None = None  # set at the first audio write (see _align_start)
         if audio_sample_rate is not None:
             audio_codec = _pick_codec(None, _AUDIO_CODECS, "audio")
             self._audio_stream = self._container.add_stream(
@@ -263,6 +101,19 @@ class VideoRecorder(_WriterThread):
         self._encode(picture, index)
         self._last_video_frame = picture
 
+    def _match_lengths(self) -> None:
+        """However the recording ends, picture and sound end together (within one frame): the last picture holds
+        while audio goes on, silence fills when the picture ran longer."""
+        rate = self._audio_rate or self._audio_stream.rate
+        fps = float(self._rate)
+        video_s, audio_s = self.frames_written / fps, self._audio_pts / rate
+        if audio_s > video_s + 1.0 / fps and self._last_video_frame is not None:
+            start = self.frames_written
+            for pts in range(start, round(audio_s * fps)):
+                self._encode(self._last_video_frame, pts)
+        elif video_s > audio_s + 1.0 / fps and self._audio_pts > 0:
+            self._encode_audio(np.zeros((round((video_s - audio_s) * rate), self._channels), np.float32))
+
     def _encode(self, picture: av.VideoFrame, pts: int) -> None:
         assert self._video is not None
         picture.pts = pts
@@ -277,7 +128,33 @@ class VideoRecorder(_WriterThread):
                 with self._audio_lock:
                     self._audio.extendleft(reversed(chunks))
             return
-        data = np.concatenate(chunks)
+        data = self._align_start(np.concatenate(chunks))
+        if data.shape[0] == 0:
+            return
+        self._encode_audio(data)
+
+    def _align_start(self, data: np.ndarray) -> np.ndarray:
+        """Before the first audio is written: drop what was heard before the first frame, or lead in with silence
+        when the audio started later, so sample 0 of the file is the instant of frame 0."""
+        if self._audio_skip is None:
+            start = self.timeline.start_s
+            rate = self._audio_rate or 48000
+            offset = 0.0 if start is None or self.audio_start_s is None else start - self.audio_start_s
+            if abs(offset) > MAX_ALIGN_S:  # frame times that are not time.monotonic() (a file render): no alignment
+                offset = 0.0
+            self._audio_skip = round(offset * rate)  # > 0: samples to drop; < 0: silence to prepend
+        if self._audio_skip > 0:
+            drop = min(self._audio_skip, data.shape[0])
+            self._audio_skip -= drop
+            return data[drop:]
+        if self._audio_skip < 0:
+            data = np.concatenate([np.zeros((-self._audio_skip, data.shape[1]), np.float32), data])
+            self._audio_skip = 0
+        return data
+
+    def _encode_audio(self, data: np.ndarray) -> None:
+        stream = self._audio_stream
+        assert stream is not None
         if data.shape[1] != self._channels:
             if self._channels == 1:
                 data = data.mean(axis=1, keepdims=True)
@@ -293,6 +170,8 @@ class VideoRecorder(_WriterThread):
             self._container.mux(packet)
 
     def _finish(self) -> None:
+        if self.error is None and self._audio_stream is not None and self._video is not None:
+            self._match_lengths()
         for stream in (self._video, self._audio_stream):
             if stream is not None and self.error is None:
                 for packet in stream.encode(None):
@@ -300,7 +179,7 @@ class VideoRecorder(_WriterThread):
         self._container.close()
 
 
-class PngSequenceWriter(_WriterThread):
+class PngSequenceWriter(WriterThread):
     """Frames at a fixed fps as frame_000000.png, frame_000001.png, ... in a folder (audio, if any, to audio.wav)."""
 
     def __init__(self, folder: str | os.PathLike, fps: float = 30.0, size_px: tuple[int, int] | None = None, *,
@@ -310,7 +189,7 @@ class PngSequenceWriter(_WriterThread):
             raise ValueError(f"{self.path} is a file; PNG frames need a folder (or use a .mp4 path for video)")
         if self.path.is_dir() and any(self.path.glob("frame_*.png")):
             raise ValueError(f"{self.path} already holds frame_*.png files: choose an empty or new folder")
-        super().__init__(f"png:{self.path.name}", float(_check_fps(fps)), max_queue, drop_when_behind)
+        super().__init__(f"png:{self.path.name}", float(check_fps(fps)), max_queue, drop_when_behind)
         self.path.mkdir(parents=True, exist_ok=True)
         self._size_px = size_px
         self._level = compress_level

@@ -67,6 +67,7 @@ class Show:
         self.frames_out = 0
         self.last_error: str | None = None
         self._writer: Any = None
+        self._writer_timed = False  # headless video with audio: frames placed on their timestamps
         self.video_outputs: Any = None  # VideoOutputs: every displayed frame, never the HUD
         self._stage: Any = None
         self.capture: Capture | None = None  # recording toggles and screenshots (with a window)
@@ -99,6 +100,21 @@ class Show:
                     f"cfg {c.cfg}, {c.size_px[0]}x{c.size_px[1]} on {model.device}")
         return engine
 
+    def _open_headless_writer(self, spec: Any, engine: Any) -> None:
+        """--out without a window: every generated frame, none dropped. With audio running, a video file also
+        carries the audio and places frames on their timestamps (a repeated frame fills a slow one), so picture
+        and sound stay in sync; without audio, frames follow each other at the sketch's fps (an offline render)."""
+        from livekit.outputs.recording import VIDEO_SUFFIXES, open_frame_writer
+        from livekit.show.capture import audio_rate
+
+        audio = self.inputs.audio
+        rate = audio_rate(audio) if self.options.out.suffix.lower() in VIDEO_SUFFIXES else None
+        self._writer = open_frame_writer(self.options.out, spec.engine.fps, engine.config.size_px,
+                                         audio_sample_rate=rate, drop_when_behind=False)
+        if rate is not None:
+            self._writer_timed = True
+            audio.tap = self._writer.add_audio
+
     def _load_engine_in_background(self, spec: Any) -> None:
         """Load a reloaded sketch's model on its own thread; the old model plays until the new one is ready, and
         stays if the new one cannot load (one line, on the HUD too)."""
@@ -129,7 +145,7 @@ class Show:
         if self._writer is not None:
             if self.options.frames is not None and self.frames_out >= self.options.frames:
                 return
-            self._writer.write(frame)
+            self._writer.write(frame, info.done_time_s if self._writer_timed else None)
         self.frames_out += 1
         if self.options.frames is not None and self.frames_out >= self.options.frames:
             self.stop_event.set()
@@ -166,15 +182,12 @@ class Show:
 
                 self.video_outputs = VideoOutputs(outputs, fps=spec.engine.fps if opts.headless else 60.0)
                 self.status(f"livekit: video out: {', '.join(f'{o.kind} {o.name!r}' for o in outputs)}")
-            if opts.headless and opts.out is not None:  # every generated frame goes to the writer, none dropped
-                from livekit.outputs.recording import open_frame_writer
-
-                self._writer = open_frame_writer(opts.out, spec.engine.fps, engine.config.size_px,
-                                                 drop_when_behind=False)
             self.inputs = Inputs(self.bus.push, opts.inputs, set(spec.required_sources()),
                                  osc_params=spec.osc_params(), midi_decoder=self._midi_decoder(spec),
                                  status=self.status)
             self.inputs.start()
+            if opts.headless and opts.out is not None:
+                self._open_headless_writer(spec, engine)
             self._update_echo(spec)
             self.worker = StreamWorker(engine, self._on_frame, max_fps=spec.engine.fps, on_error=self._on_error)
             self.worker.start()

@@ -377,3 +377,28 @@ def test_a_video_file_drives_an_img2img_run_and_the_frames_follow_it(tmp_path: P
     finally:
         run.stop()
     assert run.show.pictures.live is None and not source._thread.is_alive()  # the show closed the source
+
+
+def test_a_headless_recording_with_audio_carries_it_and_keeps_real_time(tmp_path: Path) -> None:
+    import av
+
+    out = tmp_path / "show.mp4"
+    sketch = _sketch(tmp_path / "probe.py", ["red"], "    glow = Param(0.0, range=(0.0, 1.0))\n")
+    run = ShowThread(sketch, out, inputs=InputOptions(osc_port=0, audio_in=str(_click_track(tmp_path / "c.wav",
+                                                                                             seconds=30.0))))
+    run.start()
+    run.wait_frames(3)
+    t0 = time.monotonic()
+    time.sleep(3.0)
+    wall = time.monotonic() - t0
+    run.stop()
+    with av.open(str(out)) as container:
+        assert container.streams.video and container.streams.audio  # the audio is in the file
+        video = [f.time for f in container.decode(video=0)]
+        container.seek(0)
+        audio_frames = list(container.decode(audio=0))
+    fps = 30.0
+    video_s = video[-1] + 1 / fps
+    audio_s = sum(f.samples for f in audio_frames) / audio_frames[0].sample_rate
+    assert abs(video_s - audio_s) <= 1 / fps + 1024 / audio_frames[0].sample_rate  # one frame (plus one AAC block)
+    assert video_s >= 0.9 * wall  # frames sit on their timestamps: seconds of show are seconds of video
