@@ -61,6 +61,21 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
     return torch.float16 if kind in _GPU_TYPES else torch.float32
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
+    """'float32' | 'bfloat16' | 'float16' -> the torch dtype; None or 'auto' -> None (the device's default)."""
+    if name is None or isinstance(name, torch.dtype):
+        return name
+    key = str(name).strip().lower().removeprefix("torch.")
+    if key == "auto":
+        return None
+    if key not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose auto, {', '.join(DTYPES)}")
+    return DTYPES[key]
+
+
 def set_threads(threads: int) -> None:
     """Use this many torch CPU threads (intra-op) from now on."""
     if threads < 1:

@@ -43,13 +43,15 @@ def _random_sd(preset: str, **kwargs: Any) -> Denoiser:
 
 
 def load_model(
-    name: str | Path = "builtin", device: str | torch.device = "auto", dtype: torch.dtype | None = None, **kwargs: Any
+    name: str | Path = "builtin", device: str | torch.device = "auto", dtype: torch.dtype | str | None = None,
+    **kwargs: Any
 ) -> Denoiser:
     """Load a model by name: "builtin", "folder:PATH" or an image folder, "random-sd:PRESET" (tiny, small,
     sd-turbo, sd15, sdxl-turbo), or a diffusers
     Stable Diffusion 1.x/2.x or SDXL folder / cached hub id (extra keyword arguments such as vae=, lora=, compile= go to it)."""
-    from pipeline.devices import default_dtype, resolve_device
+    from pipeline.devices import default_dtype, parse_dtype, resolve_device
 
+    dtype = parse_dtype(dtype)  # "bfloat16" from a command line works as well as torch.bfloat16
     text = str(name).strip() or "builtin"
     if text == "builtin" or text.startswith("folder:") or _is_image_folder(Path(text)):
         dev = resolve_device(device)

@@ -75,17 +75,23 @@ def check_audio_in(value: str | None) -> None:
 
 def engine_args(p: argparse.ArgumentParser) -> None:
     """The model and engine options render and bench share."""
-    p.add_argument("--model", default="builtin", help="builtin (default), folder:PATH, random-sd:tiny|small, "
-                   "or a Stable Diffusion folder / cached hub id")
+    p.add_argument("--model", default="builtin", help="builtin (default), folder:PATH, "
+                   "random-sd:tiny|small|sd-turbo|sd15|sdxl-turbo, or a Stable Diffusion folder / cached hub id")
     p.add_argument("--size", type=parse_size, default=None, help="WxH, multiples of 8 (default: the model's)")
     p.add_argument("--sampler", choices=["turbo", "lcm", "ddim", "dpmpp_2m"], default=None)
     p.add_argument("--steps", type=int, default=None, help="denoising steps = frames in flight")
     p.add_argument("--cfg", choices=["none", "full", "self", "onetime"], default=None)
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="model dtype (auto: float16 on a GPU, float32 on the CPU; bfloat16 on CPUs with bf16 units)")
     p.add_argument("--vae", default=None, help="a tiny autoencoder (TAESD) folder or cached id for fast decode")
     p.add_argument("--lora", default=None, help="a LoRA file or folder (an LCM-LoRA switches to lcm, 4 steps)")
 
 
 def model_kwargs(args: argparse.Namespace) -> dict:
-    """vae= and lora= for models that take them."""
-    return {k: v for k, v in (("vae", getattr(args, "vae", None)), ("lora", getattr(args, "lora", None))) if v}
+    """vae=, lora= for models that take them, and dtype= when one was asked for."""
+    pairs = (("vae", getattr(args, "vae", None)), ("lora", getattr(args, "lora", None)))
+    out = {k: v for k, v in pairs if v}
+    if getattr(args, "dtype", "auto") not in (None, "auto"):
+        out["dtype"] = args.dtype
+    return out

@@ -67,3 +67,19 @@ def test_bench_prints_the_documented_json(capsys: pytest.CaptureFixture[str]) ->
         assert key in result, key
     assert result["size"] == "64x64" and result["steps"] == 2 and result["fps"] > 0
     assert result["overhead"] == pytest.approx(result["frame_ms_median"] / result["floor_ms_median"], rel=1e-3)
+
+
+def test_bench_runs_the_tiny_sd_in_bfloat16_when_asked(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bench", "--model", "random-sd:tiny", "--size", "64x64", "--sampler", "lcm", "--steps", "2", "--cfg",
+            "none", "--frames", "3", "--json", "--dtype", "bfloat16"]
+    assert main(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["dtype"] == "bfloat16" and result["fps"] > 0
+
+
+def test_an_unknown_dtype_is_refused_by_the_pipeline() -> None:
+    from pipeline.devices import parse_dtype
+
+    with pytest.raises(ValueError, match="unknown dtype 'half-ish'"):
+        parse_dtype("half-ish")
+    assert parse_dtype("auto") is None
