@@ -15,16 +15,8 @@ from typing import Protocol
 
 from controllers.base import TempoState
 from controllers.tempo import beat_at as tempo_beat_at
-from livekit.sketch.sources import (
-    RELATIVE_STEP,
-    KeyInput,
-    LfoInput,
-    Op,
-    RelativeInput,
-    Source,
-    apply_curve,
-    lfo_value,
-)
+from livekit.sketch.sources import (RELATIVE_STEP, KeyInput, LfoInput, Op, RelativeInput, Source, apply_curve,
+                                    lfo_value)
 
 DEFAULT_BPM = 120.0  # beat-synced LFOs, tempo phases and quantisation run on this grid while no tempo is running
 
