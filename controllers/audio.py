@@ -25,6 +25,10 @@ from controllers.ringbuffer import RingBuffer, SampleClock
 log = logging.getLogger(__name__)
 
 
+CLOSE_TIMEOUT_S = 1.0  # a device that takes longer to close is abandoned: shutdown never waits on a dead server
+_ABANDONED: list[Any] = []  # streams whose server died: never touched again, released by the next rescan
+
+
 class AudioUnavailable(RuntimeError):
     """No audio input could be opened; the message says why and what to do."""
 
@@ -42,6 +46,17 @@ def _sounddevice() -> ModuleType:
             "libportaudio2) and the sounddevice package. Continuing without audio."
         ) from exc
     return sounddevice
+
+
+def _skip_portaudio_exit() -> None:
+    """After a JACK stream died, sounddevice's exit handler (Pa_Terminate) would hang or abort the interpreter:
+    drop it, so the process still exits cleanly."""
+    import atexit
+
+    sd = _sounddevice()
+    handler = getattr(sd, "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)
 
 
 def rescan() -> None:
@@ -141,6 +156,16 @@ def open_input_stream(config: AudioConfig, callback: Callable[..., None]) -> Inp
         raise AudioUnavailable(f"audio input unavailable: cannot open device {index} ({exc}). Continuing without audio.") from exc
 
 
+def _is_jack(stream: Any) -> bool:
+    """Whether a sounddevice stream's device belongs to PortAudio's JACK host API (False for anything else)."""
+    try:
+        sd = _sounddevice()
+        device = sd.query_devices(stream.device)
+        return "jack" in sd.query_hostapis(device["hostapi"])["name"].lower()
+    except Exception:  # a test double or a device that vanished: not JACK as far as reopening is concerned
+        return False
+
+
 class _AudioTap:
     """What both audio sources share: a context manager over start/stop, and an optional raw-sample listener
     (e.g. a recording) fed each analysed hop, never fatal."""
@@ -215,6 +240,7 @@ class AudioInput(_AudioTap):
         self._ring: RingBuffer | None = None
         self._clock: SampleClock | None = None
         self._fatal = False
+        self._on_jack = False  # the stream runs on PortAudio's JACK host API (its server may go away and return)
         self._last_data_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -238,12 +264,13 @@ class AudioInput(_AudioTap):
         return opened
 
     def stop(self) -> None:
-        """Stop analysing and close the device; start() opens it again."""
+        """Stop analysing and close the device (within about a second, whatever the device does); start() opens it
+        again."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5.0)
+            self._thread.join(timeout=1.0)  # it may be inside PortAudio (a rescan): it is a daemon, let it go
             self._thread = None
-        self._close_stream()
+        self._close_stream(lost=self.error is not None and "lost" in self.error)
 
     def tempo(self) -> TempoState | None:
         """The audio beat tracker's tempo (None before a tempo is found or without audio)."""
@@ -285,20 +312,35 @@ class AudioInput(_AudioTap):
                 self._close_stream()
             return False
         self._stream = stream
+        self._on_jack = _is_jack(stream)
         self._last_data_s = time.monotonic()
         self.error = None
         self._reported.clear()  # a later problem is news again
         return True
 
-    def _close_stream(self) -> None:
+    def _close_stream(self, lost: bool = False) -> None:
+        """Release the stream. A lost one (its JACK server died) is abandoned, not aborted: PortAudio's abort waits
+        forever for a callback that never comes. A live one is closed on a helper thread, abandoned if that hangs."""
         stream, self._stream = self._stream, None
         if stream is None:
             return
-        try:
-            stream.abort()
-            stream.close()
-        except Exception as exc:  # the device is already gone: nothing left to release
-            log.debug("closing the audio stream failed: %s", exc)
+        if lost:
+            _ABANDONED.append(stream)  # kept referenced; PortAudio's re-initialisation (rescan) releases it
+            return
+
+        def close() -> None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception as exc:  # the device is already gone: nothing left to release
+                log.debug("closing the audio stream failed: %s", exc)
+
+        closer = threading.Thread(target=close, name="livekit-audio-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
+        if closer.is_alive():
+            _ABANDONED.append(stream)
+            log.warning("the audio device did not close within %.1f s; abandoned", CLOSE_TIMEOUT_S)
 
     def _run(self) -> None:
         hop = self.analysis.hop
@@ -334,12 +376,17 @@ class AudioInput(_AudioTap):
             elif not stream.active or now - self._last_data_s > self.config.stall_s:
                 reason = "stream stopped" if not stream.active else f"no audio for {self.config.stall_s:g} s"
                 self._report(f"audio input lost ({reason}); reopening")
-                self._close_stream()
+                self._close_stream(lost=True)
                 next_attempt = now
             # sleep until the next batch of hops should be complete (time.sleep costs far less CPU than Event.wait)
             time.sleep((max(batch - ring.available(), hop // 8) + 16) / analyzer.sample_rate)
 
     def _reopen(self) -> None:
+        if self._on_jack:  # measured: Pa_Terminate hangs or asserts once a JACK stream lost its server
+            self._report("audio input lost: the JACK server went away; PortAudio cannot reopen JACK audio in this "
+                         "process (restart livekit once the server is back). The show goes on without audio.")
+            _skip_portaudio_exit()
+            return
         if self.config.rescan_on_reopen:
             try:
                 rescan()

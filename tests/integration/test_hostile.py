@@ -262,3 +262,49 @@ def test_the_hud_says_which_clock_leads_its_confidence_and_what_input_was_droppe
         assert with_notes.get_height() > without.get_height()  # the lines are drawn
     finally:
         pygame.quit()
+
+
+def _start_jackd(name: str, log: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000", "-p", "512"],
+                            stdout=log.open("a"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if subprocess.run(["jack_lsp", "-s", name], capture_output=True, timeout=5).returncode == 0:
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"jackd {name} did not start: {log.read_text(errors='replace')}")
+
+
+def test_a_jack_server_restart_under_the_show_never_blocks_the_show_or_its_exit(tmp_path: Path) -> None:
+    name = f"lkr{os.getpid() % 10000}"
+    env = {**os.environ, "JACK_DEFAULT_SERVER": name, "PYTHONUNBUFFERED": "1"}
+    server = _start_jackd(name, tmp_path / "jackd.log")
+    out = tmp_path / "out"
+    sketch = tmp_path / "a.py"
+    sketch.write_text("from livekit import Sketch, audio\n\nclass A(Sketch):\n    prompts = ['red']\n"
+                      "    size = (64, 64)\n    noise_walk = audio.level\n", encoding="utf-8")
+    show = subprocess.Popen([sys.executable, "-m", "livekit.cli", "run", str(sketch), "--headless", "--out", str(out),
+                             "--osc-port", "0", "--no-reload", "--audio-in", "jack"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 10 and show.poll() is None:
+            time.sleep(0.1)
+        server.send_signal(signal.SIGTERM)  # the server goes away under the running show ...
+        server.wait(10)
+        time.sleep(2.0)
+        server = _start_jackd(name, tmp_path / "jackd.log")  # ... and comes back
+        before = len(list(out.glob("*.png")))
+        time.sleep(2.0)
+        assert len(list(out.glob("*.png"))) > before  # frames kept coming throughout
+        t0 = time.monotonic()
+        show.send_signal(signal.SIGTERM)
+        assert show.wait(timeout=10) == 0  # no hang inside PortAudio, no abort at exit
+        assert time.monotonic() - t0 < 2.0
+        assert "the JACK server went away" in show.stdout.read()  # said once, plainly
+    finally:
+        if show.poll() is None:
+            show.kill()
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
