@@ -25,6 +25,7 @@ from controllers.ringbuffer import RingBuffer, SampleClock
 log = logging.getLogger(__name__)
 
 
+RESCAN_TIMEOUT_S = 5.0  # a PortAudio re-initialisation that takes longer is wedged (a dead JACK client)
 CLOSE_TIMEOUT_S = 1.0  # a device that takes longer to close is abandoned: shutdown never waits on a dead server
 _ABANDONED: list[Any] = []  # streams whose server died: never touched again, released by the next rescan
 
@@ -46,6 +47,33 @@ def _sounddevice() -> ModuleType:
             "libportaudio2) and the sounddevice package. Continuing without audio."
         ) from exc
     return sounddevice
+
+
+_JACK_PROBE = """
+import ctypes, ctypes.util, sys
+name = ctypes.util.find_library("jack")
+if name is None:
+    sys.exit(2)
+lib = ctypes.CDLL(name)
+lib.jack_client_open.restype = ctypes.c_void_p
+lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+status = ctypes.c_int(0)
+client = lib.jack_client_open(b"livekit-probe", 0x01, ctypes.byref(status))  # 0x01: JackNoStartServer
+sys.exit(0 if client else 1)
+"""
+
+
+def jack_server_running(timeout_s: float = 3.0) -> bool | None:
+    """Whether a JACK server answers, asked from a separate process (a libjack client inside this one would wedge
+    PortAudio's own); None where that cannot be told (no libjack, the probe failed)."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run([sys.executable, "-c", _JACK_PROBE], capture_output=True, timeout=timeout_s)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {0: True, 1: False}.get(done.returncode)
 
 
 def _skip_portaudio_exit() -> None:
@@ -241,6 +269,7 @@ class AudioInput(_AudioTap):
         self._clock: SampleClock | None = None
         self._fatal = False
         self._on_jack = False  # the stream runs on PortAudio's JACK host API (its server may go away and return)
+        self._jack_server_lost = False  # the JACK server died under the stream: PortAudio cannot recover from that
         self._last_data_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -376,22 +405,34 @@ class AudioInput(_AudioTap):
             elif not stream.active or now - self._last_data_s > self.config.stall_s:
                 reason = "stream stopped" if not stream.active else f"no audio for {self.config.stall_s:g} s"
                 self._report(f"audio input lost ({reason}); reopening")
+                if self._on_jack and jack_server_running() is False:
+                    self._jack_server_lost = True  # PortAudio's JACK client is dead for good in this process
                 self._close_stream(lost=True)
                 next_attempt = now
             # sleep until the next batch of hops should be complete (time.sleep costs far less CPU than Event.wait)
             time.sleep((max(batch - ring.available(), hop // 8) + 16) / analyzer.sample_rate)
 
     def _reopen(self) -> None:
-        if self._on_jack:  # measured: Pa_Terminate hangs or asserts once a JACK stream lost its server
+        if self._jack_server_lost:  # measured: Pa_Terminate hangs or asserts once a JACK stream lost its server
             self._report("audio input lost: the JACK server went away; PortAudio cannot reopen JACK audio in this "
                          "process (restart livekit once the server is back). The show goes on without audio.")
             _skip_portaudio_exit()
             return
         if self.config.rescan_on_reopen:
-            try:
-                rescan()
-            except Exception as exc:  # PortAudio refused to re-initialise: the open below reports the outcome
-                log.debug("PortAudio rescan failed: %s", exc)
+            done = threading.Event()
+
+            def scan() -> None:
+                try:
+                    rescan()
+                except Exception as exc:  # PortAudio refused to re-initialise: the open below reports the outcome
+                    log.debug("PortAudio rescan failed: %s", exc)
+                done.set()
+
+            threading.Thread(target=scan, name="livekit-audio-rescan", daemon=True).start()
+            if not done.wait(RESCAN_TIMEOUT_S):  # wedged inside PortAudio: give up on audio, never on the show
+                self._jack_server_lost = True
+                _skip_portaudio_exit()
+                return
         if self._try_open():
             self.reopens += 1
             log.warning("audio input reopened")
