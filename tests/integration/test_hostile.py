@@ -308,3 +308,29 @@ def test_a_jack_server_restart_under_the_show_never_blocks_the_show_or_its_exit(
             show.kill()
         server.send_signal(signal.SIGTERM)
         server.wait(10)
+
+
+def test_the_fps_sent_on_osc_out_is_the_rate_frames_really_arrive(tmp_path: Path) -> None:
+    from pythonosc.osc_message import OscMessage
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.1)
+    run = ShowThread(_probe(tmp_path / "probe.py"), tmp_path / "out",
+                     inputs=InputOptions(osc_port=0, osc_out=f"127.0.0.1:{receiver.getsockname()[1]}")).start()
+    try:
+        run.wait_frames(10)
+        t0, n0 = time.monotonic(), len(run.means)
+        sent: list[float] = []
+        while time.monotonic() - t0 < 3.0:
+            try:
+                data = receiver.recv(65536)
+            except socket.timeout:
+                continue
+            if data.startswith(b"/livekit/state/fps"):
+                sent.append(float(OscMessage(data).params[0]))
+        delivered = (len(run.means) - n0) / (time.monotonic() - t0)
+    finally:
+        run.stop()
+        receiver.close()
+    assert sent and abs(sent[-1] - delivered) <= 0.15 * delivered, (sent[-5:], delivered)

@@ -84,3 +84,12 @@ def test_input_images_are_prepared_on_the_pre_processing_thread() -> None:
     assert got.wait(10.0)
     assert worker.stop(2.0)
     assert prepared_on == {"livekit-pre"} and worker.stats.errors == 0
+
+
+def test_the_frame_rate_is_the_reciprocal_of_the_mean_interval_even_when_frames_jitter() -> None:
+    from pipeline.worker import FrameRate
+
+    rate = FrameRate()
+    for i in range(400):
+        fps = rate.tick(0.010 if i % 2 else 0.090)  # 10 ms, 90 ms, ...: 20 frames per second arrive
+    assert abs(fps - 20.0) < 1.0  # a running mean of 1/interval would read about 55
