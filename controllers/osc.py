@@ -305,6 +305,15 @@ class _Server(BlockingOSCUDPServer):
         self.router.problems.report("<error>", f"{type(exc).__name__}: {exc}")
 
 
+def free_udp_port(host: str = "127.0.0.1") -> int:
+    """A UDP port nobody listens on right now (for a server that must be told its port before it starts)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 class OscServer:
     """Listens for OSC on one UDP port on one thread and delivers ControlEvents to a sink (called on that thread)."""
 

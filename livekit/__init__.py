@@ -17,10 +17,8 @@ __all__ = ["Param", "ParamBus", "Sketch", "SketchError", "SketchRunner", "audio"
 
 def __getattr__(name: str) -> Any:
     """camera(), video() and ndi_in() load their libraries (PyAV, NDI) only when a sketch uses them."""
-    modules = {"camera": "livekit.picture.camera", "video": "livekit.picture.video_file",
-               "ndi_in": "livekit.picture.ndi_in"}
-    if name in modules:
-        import importlib
+    if name in ("camera", "video", "ndi_in"):
+        from livekit.picture import public
 
-        return getattr(importlib.import_module(modules[name]), name)  # the function, never the submodule
+        return public(name)
     raise AttributeError(f"module 'livekit' has no attribute {name!r}")

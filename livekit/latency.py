@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import statistics
 import sys
 import tempfile
@@ -22,7 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from pythonosc.udp_client import SimpleUDPClient
 
+from controllers.osc import free_udp_port
 from livekit.show.inputs import InputOptions
 from livekit.show.loop import RunOptions, Show
 
@@ -51,12 +52,6 @@ class LatencyResult:
     worst_most_ms: float
 
 
-def _osc_float(address: str, value: float) -> bytes:
-    def pad(b: bytes) -> bytes:
-        return b + b"\0" * (4 - len(b) % 4)
-    return pad(address.encode()) + pad(b",f") + np.float32(value).byteswap().tobytes()
-
-
 def measure(steps: int, trials: int = 12, fps: float = 30.0, size: tuple[int, int] = (64, 64)) -> LatencyResult:
     """Run one headless show with `steps` denoising steps and time `trials` prompt switches through OSC."""
     folder = Path(tempfile.mkdtemp(prefix="livekit-latency-"))
@@ -69,27 +64,25 @@ def measure(steps: int, trials: int = 12, fps: float = 30.0, size: tuple[int, in
         with lock:
             frames.append((time.monotonic(), frame.reshape(-1, 3).mean(axis=0)))
 
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     show = Show(RunOptions(sketch=sketch, headless=True, reload=False, inputs=InputOptions(osc_port=port)),
                 status=lambda _line: None, frame_hook=hook)
     runner = threading.Thread(target=show.run, name="latency-show", daemon=True)
     runner.start()
     first, most = [], []
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = SimpleUDPClient("127.0.0.1", port)
     try:
         deadline = time.monotonic() + 60
         while not frames and runner.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
-        sender.sendto(_osc_float("/morph", 0.0), ("127.0.0.1", port))
+        sender.send_message("/morph", 0.0)
         time.sleep(1.0)  # the stream settles on the first prompt
         for trial in range(trials):
             target = 1.0 if trial % 2 == 0 else 0.0
             with lock:
                 before = frames[-1][1]
             t0 = time.monotonic()
-            sender.sendto(_osc_float("/morph", target), ("127.0.0.1", port))
+            sender.send_message("/morph", target)
             time.sleep(max(1.0, (steps + 6) / fps))  # long enough for the full effect
             with lock:
                 after_frames = [(t, m) for t, m in frames if t > t0]

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from controllers.osc import free_udp_port
 from livekit.show.inputs import InputOptions
 from livekit.show.loop import RunOptions, Show
 
@@ -137,9 +138,7 @@ def summarize(rows: list[Row], warmup_min: float = 5.0) -> dict:
 def soak(sketch: Path, minutes: float, every_s: float = 60.0, size: tuple[int, int] = (256, 256),
          rate: float = 400.0, emit: Callable[[Row], None] = print) -> list[Row]:
     """Run the show for `minutes` under attack; emit each Row as it is measured and return them all."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     show = Show(RunOptions(sketch=sketch, size=size, headless=True, reload=False, inputs=InputOptions(osc_port=port)),
                 status=lambda line: print(line, file=sys.stderr))
     runner = threading.Thread(target=show.run, name="soak-show", daemon=True)

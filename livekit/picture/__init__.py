@@ -15,6 +15,12 @@ _EXPORTS = {name: module for module, names in _MODULES.items() for name in names
 __all__ = sorted(_EXPORTS)
 
 
+def public(name: str) -> Any:
+    """A public name of the package, always the object itself (``ndi_in`` the function, even once the submodule
+    livekit.picture.ndi_in, which shares its name, has been imported)."""
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
 def __getattr__(name: str) -> Any:
     """Import a public name on first use (so a video file never loads NDI); `camera`/`ndi_in` are the functions."""
     module = _EXPORTS.get(name)

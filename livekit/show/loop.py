@@ -67,7 +67,6 @@ class Show:
         self.frames_out = 0
         self.last_error: str | None = None
         self._writer: Any = None
-        self._writer_timed = False  # headless video with audio: frames placed on their timestamps
         self.video_outputs: Any = None  # VideoOutputs: every displayed frame, never the HUD
         self._stage: Any = None
         self.capture: Capture | None = None  # recording toggles and screenshots (with a window)
@@ -112,7 +111,6 @@ class Show:
         self._writer = open_frame_writer(self.options.out, spec.engine.fps, engine.config.size_px,
                                          audio_sample_rate=rate, drop_when_behind=False)
         if rate is not None:
-            self._writer_timed = True
             audio.tap = self._writer.add_audio
 
     def _load_engine_in_background(self, spec: Any) -> None:
@@ -145,7 +143,8 @@ class Show:
         if self._writer is not None:
             if self.options.frames is not None and self.frames_out >= self.options.frames:
                 return
-            self._writer.write(frame, info.done_time_s if self._writer_timed else None)
+            timed = getattr(self._writer, "has_audio", False)  # with audio, frames sit on their timestamps
+            self._writer.write(frame, info.done_time_s if timed else None)
         self.frames_out += 1
         if self.options.frames is not None and self.frames_out >= self.options.frames:
             self.stop_event.set()
@@ -302,7 +301,7 @@ class Show:
         old_spec = self.runner.spec
         model_changed = self.runner.reload(new_cls)
         self.last_error = None
-        self._apply_spec(new_cls.spec(), old_spec, model_changed)
+        self._apply_spec(self.runner.spec, old_spec, model_changed)  # the new spec, or the old one if rolled back
         self.status(f"livekit: reloaded {self.options.sketch.name}")
         self._notify(f"reloaded {self.options.sketch.name}")
 

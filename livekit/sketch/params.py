@@ -129,7 +129,8 @@ class ParamBus:
         self._rel: dict[str, float] = {}
         self._sets: dict[str, tuple[float | str, int]] = {}
         self._names: frozenset[str] = frozenset()
-        self._mapped_keys: frozenset[str] = frozenset()  # keys the sketch reads: never forgotten
+        self._mapped_keys: frozenset[str] = frozenset()  # keys the sketch's own mappings read
+        self._protected: frozenset[str] = frozenset()  # keys the sketch or a learned binding reads: never forgotten
         self._relative: dict[tuple[int, int], str] = {}  # (channel, cc) -> encoding, for learning encoders
         self._learn: MidiLearn | None = None  # created on first use (imports the MIDI stack)
         self._learned: dict[str, Source] = {}
@@ -146,6 +147,7 @@ class ParamBus:
         with self._eval_lock, self._lock:
             self._names = frozenset(t.name for t in targets)
             self._mapped_keys = frozenset(k for t in targets if t.source for k in t.source.keys)
+            self._protect()
             self._relative = relative
             if self._learn is not None:
                 self._replace_learn(self._learn.mappings())
@@ -211,10 +213,13 @@ class ParamBus:
         r = self._rejected
         self._rejected = Rejected(r.count + 1, what, r.forgotten)
 
+    def _protect(self) -> None:
+        """Recompute the keys never forgotten (lock held): what the sketch's mappings and the learned bindings read."""
+        self._protected = self._mapped_keys | {k for src in self._learned.values() for k in src.keys}
+
     def _forget_one(self) -> None:
         """Drop the least recently moved key no mapping reads (lock held): memory stays bounded under any flood."""
-        keep = self._mapped_keys | {k for src in self._learned.values() for k in src.keys}
-        victim = next((k for k in self._latest if k not in keep), None)
+        victim = next((k for k in self._latest if k not in self._protected), None)
         if victim is None:
             return
         del self._latest[victim]
@@ -283,6 +288,7 @@ class ParamBus:
         if armed is not None:
             self._learn.arm(armed)
         self._learned = {m.target: source_from_key(m.source, m.encoding) for m in mappings}
+        self._protect()
         self._no_takeover = frozenset(m.target for m in mappings if not m.soft_takeover)
 
     def learn(self, target: str) -> None:

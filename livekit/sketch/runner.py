@@ -58,7 +58,8 @@ class SketchRunner:
         self._previous: TickResult | None = None
         self._start_s: float | None = None
         self._last_good: tuple | None = None  # (class, spec, instance) of the sketch before a reload, on probation
-        self._probation = 0
+        self._probation = 0  # ticks the reloaded sketch must still pass
+        self._rolled_back: str | None = None  # a rollback that happened in reload(), told on the next tick
         self._load(sketch_cls)
 
     def _load(self, sketch_cls: type[Sketch]) -> bool:
@@ -88,21 +89,18 @@ class SketchRunner:
         The new version is on probation for PROBATION_TICKS ticks: if its setup() or a tick fails in that time, the
         last good sketch comes back (instance and state included) and TickResult.rolled_back says why, once."""
         old = self.spec.model_key
-        good = (self.sketch_cls, self.spec, self.sketch)
-        ok = self._load(sketch_cls)
-        self._last_good, self._probation = good, self.PROBATION_TICKS
-        if not ok:
-            self._probation = -1  # roll back on the next tick
+        self._last_good, self._probation = (self.sketch_cls, self.spec, self.sketch), self.PROBATION_TICKS
+        if not self._load(sketch_cls):  # its setup() failed: the last good sketch stays
+            self._rolled_back = self._roll_back()
         return self.spec.model_key != old
 
     def _roll_back(self) -> str:
+        """Reinstall the last good sketch; the one-line reason for TickResult.rolled_back (the caller shows it)."""
         cls, spec, sketch = self._last_good
         failed = self._errors.last or "an error"
         self._last_good, self._probation = None, 0
         self._install(cls, spec, sketch)
-        message = f"reloaded sketch failed ({failed}); rolled back to the last good version"
-        log.error("%s", message)
-        return message
+        return f"reloaded sketch failed ({failed}); rolled back to the last good version"
 
     @property
     def errors(self) -> SketchErrors:
@@ -126,10 +124,7 @@ class SketchRunner:
         if self._start_s is None:
             self._start_s = now_s
         t_s = now_s - self._start_s
-        if self._probation < 0 and self._last_good is not None:  # setup() of the reloaded sketch failed
-            message = self._roll_back()
-            result = self._previous or self.tick(now_s, tempo)
-            return replace(result, t_s=t_s, ok=False, rolled_back=message)
+        rolled_back, self._rolled_back = self._rolled_back, None  # said once, on this tick
         stage = "mappings"
         try:
             snap = self.bus.snapshot(now_s, tempo)
@@ -145,7 +140,8 @@ class SketchRunner:
         except Exception as exc:  # nothing is fatal in the live loop: count, log (rate-limited), keep the last
             self._builder.skip(now_s)
             self._record(exc, stage, now_s)
-            rolled_back = self._roll_back() if self._last_good is not None else None
+            if self._last_good is not None:  # the freshly reloaded sketch failed within its probation
+                rolled_back = self._roll_back()
             if self._previous is not None:
                 return replace(self._previous, t_s=t_s, ok=False, rolled_back=rolled_back)
             fallback = build_conditioning(self.spec.conditioning, {})
@@ -155,4 +151,4 @@ class SketchRunner:
             if self._probation <= 0:  # the new version proved itself
                 self._last_good = None
         self._previous = TickResult(conditioning, types.MappingProxyType(values), snap.scene, t_s)
-        return self._previous
+        return replace(self._previous, rolled_back=rolled_back) if rolled_back else self._previous

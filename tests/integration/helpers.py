@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -10,15 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from controllers.osc import free_udp_port  # re-exported: tests import it from here
 from livekit.show.inputs import InputOptions
 from livekit.show.loop import RunOptions, Show
 
-
-def free_udp_port() -> int:
-    """A UDP port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["ShowThread", "free_udp_port"]
 
 
 class ShowThread:

@@ -341,3 +341,16 @@ def test_engine_modes_are_the_engines_modes() -> None:
     from pipeline.stream import MODES as ENGINE_MODES
 
     assert MODES == ENGINE_MODES
+
+
+def test_a_reload_whose_setup_fails_keeps_the_last_good_sketch_and_says_so_once(tmp_path: Path) -> None:
+    good = load_sketch(write(tmp_path, "class Show(Sketch):\n    prompts = ['red']\n", "good.py"))
+    bad = load_sketch(write(tmp_path, "class Show(Sketch):\n    prompts = ['blue']\n"
+                                      "    def setup(self):\n        raise RuntimeError('no')\n", "bad.py"))
+    runner = SketchRunner(good)
+    assert runner.reload(bad) is False  # no model change: the good sketch is back already
+    assert runner.sketch_cls is good
+    first, second = runner.tick(1.0), runner.tick(1.1)
+    assert first.rolled_back is not None and "RuntimeError in setup: no" in first.rolled_back
+    assert second.rolled_back is None and second.ok
+    assert first.conditioning.prompts[0][0] == "red"
