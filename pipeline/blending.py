@@ -70,14 +70,20 @@ def blend_noise(noises: list[torch.Tensor], weights: list[float]) -> torch.Tenso
     return mixed * (radius / mixed.norm().clamp_min(_EPS))
 
 
-def noise_walk(a: torch.Tensor, b: torch.Tensor, phase: float) -> torch.Tensor:
+def walk_partner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """b made orthogonal to a with a's norm: the second axis of the noise walk's great circle."""
+    a_norm2 = (a * a).sum()
+    ortho = b - (a * b).sum() / a_norm2.clamp_min(_EPS) * a
+    return ortho * (a_norm2.sqrt() / torch.linalg.vector_norm(ortho).clamp_min(_EPS))
+
+
+def noise_walk(a: torch.Tensor, b: torch.Tensor, phase: float, partner: torch.Tensor | None = None) -> torch.Tensor:
     """Rotate noise a by `phase` radians along the great circle towards b (b made orthogonal to a, same norm).
 
-    Phase 0 is a itself, the norm is |a| at every phase, and the walk is periodic in 2 pi.
+    Phase 0 is a itself, the norm is |a| at every phase, and the walk is periodic in 2 pi. `partner` is
+    walk_partner(a, b) when the caller keeps it (it depends on a and b only, not on the phase).
     """
     if phase == 0.0:
         return a
-    a_norm2 = (a * a).sum()
-    ortho = b - (a * b).sum() / a_norm2.clamp_min(_EPS) * a
-    ortho = ortho * (a_norm2.sqrt() / torch.linalg.vector_norm(ortho).clamp_min(_EPS))
+    ortho = walk_partner(a, b) if partner is None else partner
     return a * math.cos(phase) + ortho * math.sin(phase)

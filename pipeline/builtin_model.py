@@ -1,15 +1,20 @@
 """The builtin model: an exact diffusion model whose pictures flow with the prompt, the seed and an animation phase.
 
-Given a prompt embedding e (a tag vector) and a motion phase (cycles), the data distribution is a FlowMixture
-(pipeline.builtin_flow) of VARIANTS layouts, each also mirrored left to right. Variant v's mean is
+The conditioning is a prompt embedding e (a tag vector), a motion phase (cycles) and a position u on a loop of
+2 x VARIANTS layouts (every variant, then every variant mirrored; the engine sets u from the seed blend and the noise
+walk: `seed_layout`). Given them the data is ONE Gaussian (pipeline.builtin_flow, smooth colour and shape wobble
+around a mean), so the exact denoiser is linear in x_t and a noise morph can only flow. Variant v's picture is
 
-    mu_v(e, phase) = (LUT_v(e) applied to field_v(e, phase) - centre) / gain,
+    LUT_v(e) applied to field_v(e, phase),   field_v = sum_f softmax_f(sharp * e.A_f + bias_vf) field_{f,v}(phase),
 
-field_v = sum_f softmax_f(sharp * e.A_f + bias_vf) field_{f,v}(phase): the pattern families the words name (each
-variant prefers its own family when no family word is given), blended in field space; LUT_v = the palettes the words
-name, blended in logit colour space. Both are smooth in e, and field_{f,v}(phase) interpolates keyframes that loop
-over one cycle, so a prompt morph, a seed or noise morph and the motion phase all move every frame continuously, and
-the denoiser stays exact: it is the closed-form posterior of that distribution.
+the pattern families the words name (each variant prefers its own family when no family word is given) blended in
+field space, coloured by the palettes the words name blended in logit colour space; the mean at u blends the fields
+and LUTs of the two nearest layouts. Every part is continuous in e, the phase (keyframes that loop over one cycle) and
+u, so prompt morphs, seed morphs, the noise walk and the motion all move every frame continuously.
+
+Why not let x_T pick the layout (a mixture over layouts, as the first version did): the exact posterior of a
+mixture of separated components selects one at low noise, so a seed slerp or noise walk held one picture and then
+cut to another (86% of a 200-frame seed sweep's change in one frame, measured).
 """
 
 from __future__ import annotations
@@ -28,19 +33,20 @@ from pipeline.gaussian_mixture import smooth_basis
 from pipeline.noise_schedule import alpha_sigma_at, scaled_linear_alphas_cumprod
 from pipeline.protocol import ModelDefaults
 
-LATENT_CHANNELS = 4  # R, G, B in scaled logit units, then a layout code channel that decode ignores
+LATENT_CHANNELS = 3  # R, G, B in scaled logit units
 LUT_SIZE = 256  # entries of each palette's logit-colour lookup table (linear interpolation between entries)
 # Families a variant shows when no family word is given (the "" prompt, or colours only).
 DEFAULT_FAMILIES = ("rings", "plasma", "waves", "tunnel", "spiral", "kaleidoscope", "flower", "stars", "rays",
                     "blobs")
 DEFAULT_PALETTES = ("neon", "ocean", "fire", "twilight", "acid", "synthwave", "ice", "gold", "rainbow", "candy")
+SEED_STRIDE = 7  # seed s starts at layout (7 s) mod layouts: consecutive seeds land far apart on the loop
 
 
 @dataclass(frozen=True)
 class FlowConfig:
     """The builtin data distribution; std values are in logit units."""
 
-    variants: int = 10  # layouts per conditioning (each also mirrored): what seeds choose between
+    variants: int = 10  # layouts (each also mirrored) on the loop that seeds and the noise walk travel
     keyframes: int = 12  # rendered phases per motion cycle (linear interpolation between them)
     latent_gain: float = 16.0  # logit units per latent unit at a 64x64 latent, growing as sqrt(h * w)
     tone_floor: float = 0.01  # colours are clamped to [floor, 1 - floor] before the logit
@@ -48,12 +54,12 @@ class FlowConfig:
     variation_modes: int = 4  # smooth variation fields: the lowest modes x modes DCT modes on each colour axis
     variation_std: float = 0.5  # per-pixel std of the lowest smooth mode (colour and shape wobble)
     variation_decay: float = 1.0  # the std of DCT mode (i, j) falls as (1 + i + j) ** -decay
-    code_std: float = 12.0  # per-pixel std of each layout's code (channel 3): seeds, not prompts, pick the layout
     family_sharpness: float = 10.0  # family logit per unit of tag match
     family_bias: float = 6.0  # logit of a variant's own family, fading out as the prompt names a family
     palette_sharpness: float = 10.0  # palette logit per unit of tag match
     palette_bias: float = 5.0  # logit of a variant's own palette, fading out as the prompt names a palette
     bias_fade: float = 0.4  # tag match at which the variant's own family / palette preference is gone
+    input_var: float = 1.0  # img2img / feedback: variance (latent units^2) along the input picture's own direction
 
 
 def _tag_vector(encoder: TagEncoder, weights: dict[str, float]) -> torch.Tensor:
@@ -117,6 +123,8 @@ class BuiltinModel:
         self.alphas_cumprod = scaled_linear_alphas_cumprod()
         self.encoder = builtin_encoder()
         self.motion_phase = 0.0  # cycles; read on every call
+        self.layout: tuple[tuple[float, float], ...] = ((0.0, 1.0),)  # (loop position, weight): seed_layout
+        self.reference: torch.Tensor | None = None  # (1, 3, h, w) latent of the img2img input / feedback picture
         self.families = tuple(FAMILIES)
         self.palettes = PALETTES
         opts = {"device": self.device, "dtype": dtype}
@@ -138,12 +146,7 @@ class BuiltinModel:
         self._fields: dict[tuple, torch.Tensor] = {}
         self._flows: dict[tuple[int, int], FlowMixture] = {}
         self._upsamplers: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._means_cache: tuple[tuple, torch.Tensor] | None = None
-
-    @property
-    def num_components(self) -> int:
-        """Layouts per conditioning, each also mirrored (seeds pick among them)."""
-        return 2 * self.config.variants
+        self._styles_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor]] | None = None
 
     def latent_shape(self, size_px: tuple[int, int]) -> tuple[int, int, int]:
         """(4, height/8, width/8) for size_px = (width, height)."""
@@ -182,15 +185,13 @@ class BuiltinModel:
         if key not in self._flows:
             c = self.config
             basis, order, axis = smooth_basis(height, width, min(c.variation_modes, height, width))
-            basis = torch.cat([basis.reshape(3, height * width, -1), torch.zeros(1, height * width, basis.shape[1],
-                               dtype=basis.dtype)]).reshape(LATENT_CHANNELS * height * width, -1)  # code: no fields
             unit = 1.0 / self.gain(height, width)
             mode_var = (c.variation_std * unit) ** 2 * height * width * (1.0 + order) ** (-2.0 * c.variation_decay)
             chroma = torch.tensor([1.0, 0.6, 0.6], dtype=torch.float64)[axis]  # colour wobble less than shape
-            var = (mode_var * chroma**2)[None].expand(c.variants, -1)
+            var = (mode_var * chroma**2)[None]  # (1, R): one Gaussian per conditioning
             opts = {"device": self.device, "dtype": self.dtype}
             self._flows[key] = FlowMixture(basis.to(**opts), var.to(**opts), c.noise_std * unit,
-                                           (LATENT_CHANNELS, height, width))
+                                           (LATENT_CHANNELS, height, width), mirror=False)
         return self._flows[key]
 
     def style_weights(self, emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,8 +204,8 @@ class BuiltinModel:
         pal = c.palette_sharpness * pal_match[:, None] + keep_p * self._palette_bias[None]  # (B, V, P)
         return torch.softmax(fam, dim=-1), torch.softmax(pal, dim=-1)
 
-    def means(self, emb: torch.Tensor, height: int, width: int, phase: float) -> torch.Tensor:
-        """(B, V, D) the layouts' means (latent units) under embeddings emb (B, T) at a motion phase (cycles)."""
+    def styles(self, emb: torch.Tensor, height: int, width: int, phase: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each variant's pattern field (B, V, h, w) in [0, 1] and logit-colour LUT (B, V, 3, LUT) under emb (B, T)."""
         fields = self.fields(height, width)  # (F, V, K, h, w)
         n_key = self.config.keyframes
         pos = (float(phase) % 1.0) * n_key
@@ -213,41 +214,77 @@ class BuiltinModel:
         key_field = fields[:, :, k0] * (1 - frac) + fields[:, :, (k0 + 1) % n_key] * frac  # (F, V, h, w)
         fam, pal = self.style_weights(emb)
         field = torch.einsum("bvf,fvhw->bvhw", fam, key_field)  # (B, V, h, w) in [0, 1]
-        lut = torch.einsum("bvp,pcl->bvcl", pal, self._luts)  # (B, V, 3, LUT)
+        return field, torch.einsum("bvp,pcl->bvcl", pal, self._luts)  # (B, V, 3, LUT)
+
+    def _colour(self, field: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
+        """(B, N, 3*h*w) latent means: fields (B, N, h, w) through their LUTs (B, N, 3, LUT), linear between entries."""
+        b, n, height, width = field.shape
         pos = field.clamp(0, 1) * (LUT_SIZE - 1)
         lo = pos.floor().clamp(max=LUT_SIZE - 2)
-        w = (pos - lo)[:, :, None]  # (B, V, 1, h, w)
-        b, v = field.shape[:2]
-        idx = lo.long().reshape(b, v, 1, -1).expand(-1, -1, 3, -1)  # (B, V, 3, h*w)
-        lo_c = torch.gather(lut, 3, idx).reshape(b, v, 3, height, width)
-        hi_c = torch.gather(lut, 3, idx + 1).reshape(b, v, 3, height, width)
-        colour = lo_c + w * (hi_c - lo_c)  # (B, V, 3, h, w) logit colour around the centre
-        code = self.codes(height, width)[None].expand(b, -1, -1, -1, -1)  # (B, V, 1, h, w)
-        return torch.cat([colour / self.gain(height, width), code], dim=2).reshape(b, v, -1)
+        w = (pos - lo)[:, :, None]  # (B, N, 1, h, w)
+        idx = lo.long().reshape(b, n, 1, -1).expand(-1, -1, 3, -1)  # (B, N, 3, h*w)
+        lo_c = torch.gather(lut, 3, idx).reshape(b, n, 3, height, width)
+        hi_c = torch.gather(lut, 3, idx + 1).reshape(b, n, 3, height, width)
+        colour = lo_c + w * (hi_c - lo_c)  # (B, N, 3, h, w) logit colour around the centre
+        return (colour / self.gain(height, width)).reshape(b, n, -1)
 
-    def codes(self, height: int, width: int) -> torch.Tensor:
-        """(V, 1, h, w) each layout's fixed code: it dominates which layout x_T selects, whatever the prompt."""
-        key = ("code", height, width)
-        if key not in self._fields:
-            gen = torch.Generator().manual_seed(12345)
-            code = torch.randn(self.config.variants, 1, height, width, generator=gen) * self.config.code_std
-            self._fields[key] = code.to(self.device, self.dtype)
-        return self._fields[key]
+    def means(self, emb: torch.Tensor, height: int, width: int, phase: float) -> torch.Tensor:
+        """(B, V, D) every variant's mean (latent units, unmirrored) under embeddings emb (B, T) at a motion phase."""
+        return self._colour(*self.styles(emb, height, width, phase))
+
+    def layout_mean(self, emb: torch.Tensor, height: int, width: int, phase: float,
+                    layout: tuple[tuple[float, float], ...]) -> torch.Tensor:
+        """(B, D) the mean of a layout blend ((position on the loop, weight) pairs): fields and palettes blended."""
+        field, lut = self._styles_cached(emb, height, width, phase)
+        n, v = self.num_layouts, self.config.variants
+        pairs = [(p % n, w) for p, w in layout if math.isfinite(p) and math.isfinite(w) and w > 0] or [(0.0, 1.0)]
+        total = sum(w for _, w in pairs)
+        weights: dict[int, float] = {}  # layout index -> weight: each position shares its weight with the next
+        for pos, w in pairs:
+            i0, frac = int(pos) % n, pos - int(pos)
+            weights[i0] = weights.get(i0, 0.0) + w * (1 - frac) / total
+            if frac > 0:
+                weights[(i0 + 1) % n] = weights.get((i0 + 1) % n, 0.0) + w * frac / total
+        mixed_f = mixed_l = None
+        for i, w in weights.items():  # layout i: variant i, or variant i - V mirrored left to right
+            f, lt = (field[:, i], lut[:, i]) if i < v else (field[:, i - v].flip(-1), lut[:, i - v])
+            mixed_f = f * w if mixed_f is None else mixed_f + f * w
+            mixed_l = lt * w if mixed_l is None else mixed_l + lt * w
+        return self._colour(mixed_f[:, None], mixed_l[:, None])[:, 0]
+
+    @property
+    def num_layouts(self) -> int:
+        """Positions on the layout loop: every variant, then every variant mirrored left to right."""
+        return 2 * self.config.variants
+
+    def seed_layout(self, seeds: tuple[tuple[int, float], ...], noise_walk: float) -> tuple[tuple[float, float], ...]:
+        """The layout blend of a seed blend and noise walk: each seed's own layout, weighted as the seeds are, all
+        travelling once round the loop per 2 pi of walk (the walk's noise and pictures are both periodic in 2 pi)."""
+        walk = float(noise_walk) * self.num_layouts / (2 * math.pi) if math.isfinite(noise_walk) else 0.0
+        return tuple((float((int(s) * SEED_STRIDE) % self.num_layouts) + walk, float(w)) for s, w in seeds)
+
+    def _styles_cached(self, emb: torch.Tensor, height: int, width: int,
+                       phase: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """styles() of a batch whose rows are often one embedding, kept while emb, size and phase stay the same."""
+        same = bool((emb == emb[:1]).all())
+        rows = emb[:1] if same else emb
+        key = (height, width, phase, rows.shape[0], rows.cpu().numpy().tobytes())
+        if self._styles_cache is None or self._styles_cache[0] != key:
+            self._styles_cache = (key, self.styles(rows, height, width, phase))
+        field, lut = self._styles_cache[1]
+        if same:
+            b = emb.shape[0]
+            return field.expand(b, -1, -1, -1), lut.expand(b, -1, -1, -1)
+        return field, lut
 
     def _batch_means(self, cond: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if cond.dim() != 3 or cond.shape[-1] != self.encoder.dim:
             raise ValueError(f"cond must be (B, L, {self.encoder.dim}) prompt embeddings, got {tuple(cond.shape)}")
         emb = cond.to(self.device, self.dtype).mean(dim=1)  # (B, T)
-        phase = float(self.motion_phase)
-        if not math.isfinite(phase):
-            phase = 0.0
+        phase = float(self.motion_phase) if math.isfinite(float(self.motion_phase)) else 0.0
         same = bool((emb == emb[:1]).all())
-        rows = emb[:1] if same else emb
-        key = (height, width, phase, rows.shape[0], rows.cpu().numpy().tobytes())
-        if self._means_cache is None or self._means_cache[0] != key:
-            self._means_cache = (key, self.means(rows, height, width, phase))
-        means = self._means_cache[1]
-        return means.expand(emb.shape[0], -1, -1) if same else means
+        mean = self.layout_mean(emb[:1] if same else emb, height, width, phase, self.layout)  # (B or 1, D)
+        return mean.expand(emb.shape[0], -1)[:, None]  # (B, 1, D): one Gaussian per conditioning
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Exact epsilon prediction (B, 3, h, w) for latents x (B, 3, h, w) at timesteps t (B,) with cond (B, L, T)."""
@@ -257,8 +294,27 @@ class BuiltinModel:
         alpha, sigma = alpha_sigma_at(self.alphas_cumprod, t.reshape(-1))
         alpha, sigma = (s.to(self.device, self.dtype).expand(b) for s in (alpha, sigma))
         means = self._batch_means(cond, h, w).expand(b, -1, -1)
-        eps = self.flow(h, w).eps(x.to(self.device, self.dtype).reshape(b, -1), alpha, sigma, means)
+        flow = self.flow(h, w)
+        direction = self.input_direction(means[:, 0], flow)
+        eps = flow.eps(x.to(self.device, self.dtype).reshape(b, -1), alpha, sigma, means, direction,
+                       self.config.input_var)
         return eps.reshape(b, LATENT_CHANNELS, h, w)
+
+    def input_direction(self, mean: torch.Tensor, flow: FlowMixture) -> torch.Tensor | None:
+        """(B, D) unit direction from the mean to the input picture, off the smooth fields; None without an input.
+
+        With an input the data given (prompt, input) also varies along it (variance input_var), so img2img keeps
+        a share input_var / (input_var + sigma^2 / alpha^2) of the input there: all of it at strength 0, a fade to
+        the prompt's picture as strength grows, instead of the prompt's pattern appearing at once."""
+        ref = self.reference
+        if ref is None or ref.shape[-3:] != (LATENT_CHANNELS, *flow.image_shape[1:]):
+            return None
+        diff = ref.reshape(1, -1).to(self.device, self.dtype) - mean  # (B, D)
+        diff = diff - (diff @ flow.basis) @ flow.basis.T  # what the smooth fields already cover is left to them
+        norm = diff.norm(dim=-1, keepdim=True)
+        if not bool((norm > 1e-6).all()):
+            return None
+        return diff / norm
 
     # ---- pixels ---------------------------------------------------------------------------------------------
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -271,15 +327,14 @@ class BuiltinModel:
                 up_h, up_w = (_cubic_upsample_matrix(n, LATENT_SCALE).to(self.device, self.dtype) for n in (h, w))
             self._upsamplers[(h, w)] = (up_h, up_w)
         up_h, up_w = self._upsamplers[(h, w)]
-        img = up_h @ (latents[:, :3].to(self.device, self.dtype) @ up_w.T)  # (B, 3, H, W); the code is not shown
+        img = up_h @ (latents.to(self.device, self.dtype) @ up_w.T)  # (B, 3, H, W)
         return img.mul_(self.gain(h, w)).add_(self._centre).sigmoid_()
 
     def tone_encode(self, images: torch.Tensor) -> torch.Tensor:
-        """Colours (B, 3, h, w) in [0, 1] -> latents (B, 4, h, w): logit colour units and a zero code."""
+        """Colours (B, 3, h, w) in [0, 1] -> latents (B, 3, h, w) in scaled logit colour units."""
         f = self.config.tone_floor
         centre = self._centre.to(images.device, images.dtype)
-        rgb = (torch.logit(images.clamp(f, 1 - f)) - centre) / self.gain(*images.shape[-2:])
-        return torch.cat([rgb, torch.zeros_like(rgb[:, :1])], dim=1)  # a neutral layout code
+        return (torch.logit(images.clamp(f, 1 - f)) - centre) / self.gain(*images.shape[-2:])
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """Images (B, 3, H, W) in [0, 1] (H, W multiples of 8) -> latents (B, 3, H/8, W/8)."""

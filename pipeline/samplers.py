@@ -66,12 +66,15 @@ def advance(
     table: SlotTable, idx: torch.Tensor,
 ) -> torch.Tensor:
     """One step for the slots idx: x_next = a x + b (x0 + d (x0 - x0_prev)) + c noise.  x, x0: (B, C, h, w)."""
-    D = x0
-    if x0_prev is not None and table.sampler == "dpmpp_2m":
-        D = x0 + _col(table.d[idx]) * (x0 - x0_prev)  # second-order (midpoint) correction; d = 0 where first order
-    x_next = _col(table.a[idx]) * x + _col(table.b[idx]) * D
+    b = table.b[idx]
+    x_next = x * _col(table.a[idx])  # fused multiply-adds: one pass over the latents per term
+    if x0_prev is not None and table.sampler == "dpmpp_2m":  # D = x0 + d (x0 - x0_prev): the midpoint correction
+        bd = b * table.d[idx]  # d = 0 where first order
+        x_next.addcmul_(x0, _col(b + bd)).addcmul_(x0_prev, _col(-bd))
+    else:
+        x_next.addcmul_(x0, _col(b))
     if noise is not None and table.sampler in ("turbo", "lcm"):
-        x_next = x_next + _col(table.c[idx]) * noise  # re-noise with the slot's fixed noise
+        x_next.addcmul_(noise, _col(table.c[idx]))  # re-noise with the slot's fixed noise
     return x_next
 
 

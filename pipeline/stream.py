@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from pipeline import samplers
-from pipeline.blending import blend_embeddings, blend_noise, noise_walk
+from pipeline.blending import blend_embeddings, blend_noise, noise_walk, walk_partner
 from pipeline.conditioning import Conditioning
 from pipeline.guidance import CFG_MODES, batch_size, guide, residual_noise, sampler_defaults
 from pipeline.protocol import Denoiser, ModelDefaults
@@ -86,7 +86,7 @@ class StreamEngine:
         self._frame_tables = [self.table] * self.slots  # the table each frame in flight entered with
         self.latent_shape = tuple(self.model.latent_shape(self.config.size_px))
         self._noise_cache.clear()
-        self._noise_blend: tuple[tuple | None, tuple[torch.Tensor, torch.Tensor] | None] = (None, None)
+        self._noise_blend: tuple[tuple | None, tuple[torch.Tensor, ...] | None] = (None, None)  # (a, b, partner)
         n = self.slots
         dev, dt = self.model.device, self.model.dtype
         self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
@@ -164,10 +164,10 @@ class StreamEngine:
         if self._noise_blend[0] != cond.seeds:  # the seed blend changes rarely; the walk phase every tick
             seeds = [self._seed_noise(s) for s, _ in cond.seeds]
             weights = [w for _, w in cond.seeds]
-            pair = (blend_noise([s[0] for s in seeds], weights), blend_noise([s[1] for s in seeds], weights))
-            self._noise_blend = (cond.seeds, pair)
-        a, b = self._noise_blend[1]
-        return noise_walk(a, b, cond.noise_walk)
+            a, b = blend_noise([s[0] for s in seeds], weights), blend_noise([s[1] for s in seeds], weights)
+            self._noise_blend = (cond.seeds, (a, b, walk_partner(a, b)))
+        a, b, partner = self._noise_blend[1]
+        return noise_walk(a, b, cond.noise_walk, partner)
 
     def _image_latent(self, cond: Conditioning) -> torch.Tensor | None:
         """(1, C, h, w) clean latent of the input image (img2img) or of the last output (feedback)."""
@@ -300,6 +300,7 @@ class StreamEngine:
         neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
         noise = self._noise(cond)
         image_latent = self._image_latent(cond) if self.config.mode != "txt2img" else None
+        self._set_reference(image_latent)
         self._update_strength(cond, image_latent)
         key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
                cond.delta, self._strength, cond.motion_phase)  # strength is 1.0 unless an image enters
@@ -312,14 +313,21 @@ class StreamEngine:
         latent = self._advance(emb, neg, noise, image_latent, cond)
         self._static_count += 1
         self._last_latent = latent
-        self._last_image = self.model.decode(latent)[0].clamp(0, 1)
+        self._last_image = self.model.decode(latent)[0]  # decode returns [0, 1] (the Denoiser protocol)
         self.stats.computed += 1
         return self._last_image
 
     def _set_motion(self, cond: Conditioning) -> None:
-        """Hand the animation phase (cycles) to models whose patterns move (the builtin model)."""
+        """Hand the animation phase (cycles) and the seed blend's layout to models that take them (the builtin)."""
         if hasattr(self.model, "motion_phase"):
             self.model.motion_phase = float(cond.motion_phase)
+        if hasattr(self.model, "seed_layout"):
+            self.model.layout = self.model.seed_layout(cond.seeds, cond.noise_walk)
+
+    def _set_reference(self, image_latent: torch.Tensor | None) -> None:
+        """Hand the input picture's latent (img2img, feedback) to models that condition on it (the builtin)."""
+        if hasattr(self.model, "reference"):
+            self.model.reference = image_latent
 
     def _skip(self, key: tuple, image_latent: torch.Tensor | None) -> bool:
         """Similarity filter (image input) or static skip (txt2img: every frame in flight saw only this key)."""
@@ -346,6 +354,7 @@ class StreamEngine:
         neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
         noise = self._noise(cond)
         image_latent = self._image_latent(cond) if self.config.mode == "img2img" else None
+        self._set_reference(image_latent)
         self._update_strength(cond, image_latent)
         x, stock = self._entry(noise, image_latent)
         x, stock = x[None], stock[None]

@@ -7,8 +7,10 @@ import torch
 
 from pipeline.builtin import BuiltinModel, load_builtin
 from pipeline.builtin_content import FAMILIES, PALETTES
+from pipeline.conditioning import Conditioning
 from pipeline.noise_schedule import alpha_sigma_at, scaled_linear_alphas_cumprod
 from pipeline.protocol import PREDICTION_TYPES, Denoiser
+from pipeline.stream import EngineConfig, StreamEngine
 
 SIZE = (256, 256)
 STEPS = torch.tensor([999.0, 749.0, 499.0, 249.0])  # 4 trailing steps, as the stream runs them
@@ -45,10 +47,10 @@ def test_builtin_speaks_the_denoiser_protocol(model: BuiltinModel) -> None:
     assert isinstance(model, Denoiser)
     assert model.prediction_type in PREDICTION_TYPES
     torch.testing.assert_close(model.alphas_cumprod, scaled_linear_alphas_cumprod())
-    assert model.latent_shape((512, 512)) == (4, 64, 64) and model.latent_shape((136, 72)) == (4, 9, 17)
+    assert model.latent_shape((512, 512)) == (3, 64, 64) and model.latent_shape((136, 72)) == (3, 9, 17)
     emb = model.encode_prompt("neon rings")
     assert emb.shape == (1, model.encoder.dim) and emb.dtype == model.dtype
-    x = torch.randn(2, 4, 9, 17)
+    x = torch.randn(2, 3, 9, 17)
     out = model(x, torch.tensor([999.0, 12.5]), emb[None].expand(2, -1, -1))
     assert out.shape == x.shape and torch.isfinite(out).all()
     image = model.decode(x)
@@ -80,12 +82,36 @@ def test_red_and_blue_prompts_give_their_colours_and_a_blend_lies_between(model:
     assert float(red[2]) < float(mixed[2]) < float(blue[2]), (red, mixed, blue)
 
 
+def _render(model: BuiltinModel, seed: int, prompt: str = "") -> torch.Tensor:
+    engine = StreamEngine(model, EngineConfig(size_px=SIZE))
+    return engine.render(Conditioning(prompts=((prompt, 1.0),), seeds=((seed, 1.0),)))
+
+
 def test_seeds_differ_and_the_same_seed_repeats_exactly(model: BuiltinModel) -> None:
-    emb = model.encode_prompt("")
-    a, b = _images(model, emb, [1, 2])
+    a, b = _render(model, 1), _render(model, 2)
     assert float((a - b).abs().mean()) > 0.1
-    again = _images(load_builtin(), emb, [1, 2])  # a fresh model: content generation is deterministic
-    assert torch.equal(torch.stack([a, b]), again)
+    fresh = load_builtin()  # a fresh model: content generation is deterministic
+    assert torch.equal(a, _render(fresh, 1)) and torch.equal(b, _render(fresh, 2))
+
+
+def test_the_model_is_the_exact_posterior_of_one_gaussian_per_conditioning(model: BuiltinModel) -> None:
+    h, w = 3, 4
+    emb = model.encode_prompt("golden waves")
+    model.layout = ((2.25, 1.0), (13.5, 0.5))
+    mean = model.layout_mean(emb, h, w, 0.3, model.layout)[0].double()  # (D,)
+    flow = model.flow(h, w)
+    cov = flow.covariance(0).double()  # noise_std^2 I + the smooth fields' variances
+    x = torch.randn(1, 3, h, w, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    model.motion_phase = 0.3
+    try:
+        for t in (999.0, 500.0, 20.0):
+            alpha, sigma = (float(v) for v in alpha_sigma_at(model.alphas_cumprod, torch.tensor([t])))
+            got = model(x.float(), torch.tensor([t]), emb[None]).double().reshape(-1)
+            total = alpha * alpha * cov + sigma * sigma * torch.eye(cov.shape[0], dtype=torch.float64)
+            want = sigma * torch.linalg.solve(total, x.reshape(-1) - alpha * mean)  # E[eps | x_t] of a Gaussian
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    finally:
+        model.motion_phase, model.layout = 0.0, ((0.0, 1.0),)
 
 
 def test_the_noise_walk_morphs_continuously(model: BuiltinModel) -> None:

@@ -56,7 +56,6 @@ def _sweep(model: BuiltinModel, conds: list[Conditioning], size: int = 64) -> li
     engine = StreamEngine(model, EngineConfig(size_px=(size, size), skip_static=False))
     frames = []
     for cond in conds:
-        model.motion_phase = cond.motion_phase  # what StreamEngine will do once it forwards motion_phase
         frames.append(engine.step(cond))
     model.motion_phase = 0.0
     return frames
@@ -70,6 +69,24 @@ def test_a_prompt_morph_flows_instead_of_cutting(model: BuiltinModel) -> None:
     assert fig["max_step_share"] <= 0.05 and fig["steps_for_80pct"] >= 0.25, fig
     blue = frames[-1].mean(dim=(1, 2))
     assert float(blue[2]) > float(blue[0]) + 0.1, blue  # the morph lands on the blue prompt
+
+
+def test_a_seed_morph_and_the_noise_walk_flow_instead_of_cutting(model: BuiltinModel) -> None:
+    ramp = [i / 199 for i in range(200)]
+    seed = _sweep(model, [Conditioning(prompts=(("neon magenta rings", 1.0),), seeds=((1, 1 - s), (2, s)))
+                          for s in ramp])
+    fig = flow_figures(seed)
+    assert fig["total_change"] > 20 and fig["max_step_share"] <= 0.05 and fig["steps_for_80pct"] >= 0.3, fig
+    one, two = (Conditioning(prompts=(("neon magenta rings", 1.0),), seeds=((s, 1.0),)) for s in (1, 2))
+    landed = _sweep(model, [Conditioning(prompts=(("neon magenta rings", 1.0),), seeds=((1, 1 - s), (2, s)))
+                            for s in ramp] + [two] * 4)[-1]  # once the frames in flight have all seen seed 2
+    assert float((seed[0] - _sweep(model, [one])[0]).abs().max()) < 1e-5
+    assert float((landed - _sweep(model, [two] * 5)[-1]).abs().max()) < 1e-5  # the morph lands on seed 2's picture
+    walk = _sweep(model, [Conditioning(noise_walk=2 * math.pi * s) for s in ramp])
+    fig = flow_figures(walk)
+    assert fig["total_change"] > 50 and fig["max_step_share"] <= 0.05 and fig["steps_for_80pct"] >= 0.3, fig
+    turn = _sweep(model, [Conditioning(noise_walk=w) for w in (2 * math.pi,) * 5])[-1]
+    assert float((walk[0] - turn).abs().max()) < 1e-4  # a whole turn of the walk comes back to its start
 
 
 def test_the_motion_phase_moves_the_picture_smoothly_and_loops(model: BuiltinModel) -> None:

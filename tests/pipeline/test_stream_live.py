@@ -138,8 +138,8 @@ def sweep_models(tiny_sd_model):
     "0 -> 0.01) moves them by 0.15; frames stay finite and non-black (asserted before the comparison)"))])
 def test_strength_sweep_moves_no_more_than_a_noise_walk(sweep_models, name: str) -> None:
     """Strength 0 -> 1 -> 0 over 200 ticks: finite, non-black frames, no jump larger than a noise walk at
-    0.05 rad/tick makes at the sweep's top strength (the builtin mixture's largest sweep step, 0.29, is its
-    posterior switching components near strength 0.6; the walk's is 0.33)."""
+    0.05 rad/tick makes at the sweep's top strength (builtin: the sweep's largest step is 0.02, where the prompt's
+    pattern starts to show near strength 0.04; the walk's is 0.11)."""
     model = sweep_models[name]
     size = (64, 64)
     img = np.random.default_rng(3).integers(40, 215, (size[1], size[0], 3), dtype=np.uint8)
