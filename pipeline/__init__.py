@@ -26,6 +26,9 @@ _EXPORTS = {
     "FolderModel": "pipeline.folder_model",
     "SDModel": "pipeline.sd",
     "ModelNotFoundError": "pipeline.sd_files",
+    "ControlledModel": "pipeline.controlnet",
+    "load_controlnet": "pipeline.controlnet",
+    "preprocess_control": "pipeline.controlnet",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -86,4 +86,4 @@ def noise_walk(a: torch.Tensor, b: torch.Tensor, phase: float, partner: torch.Te
     if phase == 0.0:
         return a
     ortho = walk_partner(a, b) if partner is None else partner
-    return a * math.cos(phase) + ortho * math.sin(phase)
+    return (a * math.cos(phase)).add_(ortho, alpha=math.sin(phase))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-CONTROL_MODES = ("canny", "none")  # "none": the picture as is (an edge map, a depth map, a pose drawn elsewhere)
+from pipeline.conditioning import CONTROL_MODES  # "canny" | "none": the picture as is (an edge or depth map, a pose)
 
 
 def _gaussian_blur(gray: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -69,7 +69,8 @@ def preprocess_control(image: np.ndarray | torch.Tensor, size_px: tuple[int, int
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"control picture must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
-        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        image = np.require(image, requirements=["C", "W"])  # a live source's read-only frame is copied
+        img = torch.from_numpy(image).permute(2, 0, 1).float() / 255.0
     else:
         img = image.float()
     w, h = size_px
@@ -91,9 +92,14 @@ class ControlledModel:
             raise ValueError(f"the ControlNet expects {width}-wide text embeddings but the model gives "
                              f"{base.unet.config.cross_attention_dim}: it was trained for another base model")
         self.base = base
-        self.controlnet = controlnet.to(base.device, base.dtype).eval().requires_grad_(False)
+        param = next(controlnet.parameters())
+        if (param.device, param.dtype) != (torch.device(base.device), base.dtype):  # a needless to() only warns
+            controlnet = controlnet.to(base.device, base.dtype)
+        self.controlnet = controlnet.eval().requires_grad_(False)
         self.control_image: torch.Tensor | None = None  # (1, 3, H, W) in [0, 1]
         self.control_scale = float(control_scale)
+        self.control_version = 0  # bumped by take_control with every new picture (the engine's static key sees it)
+        self._taken: tuple[Any, str] | None = None  # (picture, mode) take_control last got; held, so `is` is safe
 
     def __getattr__(self, name: str) -> Any:  # name, prediction_type, alphas_cumprod, decode, ... of the base
         if name == "base":
@@ -110,6 +116,22 @@ class ControlledModel:
             if image.ndim != 4 or image.shape[:2] != (1, 3):
                 raise ValueError(f"control image must be (1, 3, H, W) in [0, 1], got {tuple(image.shape)}")
             self.control_image = image.to(self.base.device, self.base.dtype)
+
+    def take_control(self, picture: np.ndarray | torch.Tensor | None, mode: str, scale: float,
+                     size_px: tuple[int, int]) -> tuple[float, int]:
+        """The engine's hand-off each step: the scale, and the picture when it is a new one (a (1, 3, H, W) tensor
+        as pre-processed, or an (H, W, 3) uint8 picture, pre-processed here); None keeps the last picture.
+        Returns (scale, picture version): the part of the engine's static key the ControlNet decides."""
+        last = self._taken
+        if picture is not None and (last is None or picture is not last[0] or mode != last[1]):
+            self._taken = (picture, mode)
+            if not isinstance(picture, torch.Tensor):  # a picture that did not pass StreamWorker's pre-thread
+                picture = preprocess_control(picture, size_px, mode, self.base.device, self.base.dtype)
+            self.set_control(picture, scale)
+            self.control_version += 1
+        else:
+            self.set_control(scale=scale)
+        return self.control_scale, self.control_version
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -20,11 +20,16 @@ def _col(v: torch.Tensor) -> torch.Tensor:
     return v.view(-1, 1, 1, 1)
 
 
+def _pick(v: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    """Rows idx of a per-slot vector; idx None means every slot in order (no copy)."""
+    return v if idx is None else v[idx]
+
+
 def to_x0(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
     """Data prediction x0 from a model output (epsilon, v_prediction or sample); alpha, sigma are (B,)."""
     a, s = _col(alpha), _col(sigma)
     if prediction == "epsilon":
-        return (x - s * out) / a
+        return torch.addcmul(x, out, s, value=-1.0).div_(a)  # (x - s out) / a in two passes
     if prediction == "v_prediction":
         return a * x - s * out
     if prediction == "sample":
@@ -51,30 +56,30 @@ def dynamic_threshold(x0: torch.Tensor, ratio: float, max_value: float) -> torch
     return torch.maximum(torch.minimum(x0, s), -s) / s
 
 
-def boundary(x0: torch.Tensor, x: torch.Tensor, table: SlotTable, idx: torch.Tensor) -> torch.Tensor:
+def boundary(x0: torch.Tensor, x: torch.Tensor, table: SlotTable, idx: torch.Tensor | None) -> torch.Tensor:
     """The data estimate a step uses: x0 thresholded if the checkpoint asks, then LCM's boundary conditions
     c_skip * x + c_out * x0 (identity for the other samplers)."""
     if table.threshold is not None:
         x0 = dynamic_threshold(x0, *table.threshold)
     if table.sampler != "lcm":
         return x0
-    return _col(table.c_skip[idx]) * x + _col(table.c_out[idx]) * x0
+    return _col(_pick(table.c_skip, idx)) * x + _col(_pick(table.c_out, idx)) * x0
 
 
 def advance(
     x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor | None, noise: torch.Tensor | None,
-    table: SlotTable, idx: torch.Tensor,
+    table: SlotTable, idx: torch.Tensor | None,
 ) -> torch.Tensor:
-    """One step for the slots idx: x_next = a x + b (x0 + d (x0 - x0_prev)) + c noise.  x, x0: (B, C, h, w)."""
-    b = table.b[idx]
-    x_next = x * _col(table.a[idx])  # fused multiply-adds: one pass over the latents per term
+    """One step for the slots idx (None: every slot): x_next = a x + b (x0 + d (x0 - x0_prev)) + c noise.  x, x0: (B, C, h, w)."""
+    b = _pick(table.b, idx)
+    x_next = x * _col(_pick(table.a, idx))  # fused multiply-adds: one pass over the latents per term
     if x0_prev is not None and table.sampler == "dpmpp_2m":  # D = x0 + d (x0 - x0_prev): the midpoint correction
-        bd = b * table.d[idx]  # d = 0 where first order
-        x_next.addcmul_(x0, _col(b + bd)).addcmul_(x0_prev, _col(-bd))
+        bd = b * _pick(table.d, idx)  # d = 0 where first order
+        x_next.addcmul_(x0, _col(b + bd)).addcmul_(x0_prev, _col(bd), value=-1.0)
     else:
         x_next.addcmul_(x0, _col(b))
     if noise is not None and table.sampler in ("turbo", "lcm"):
-        x_next.addcmul_(noise, _col(table.c[idx]))  # re-noise with the slot's fixed noise
+        x_next.addcmul_(noise, _col(_pick(table.c, idx)))  # re-noise with the slot's fixed noise
     return x_next
 
 

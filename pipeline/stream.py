@@ -106,6 +106,7 @@ class StreamEngine:
         """The table new frames enter with (frames in flight keep theirs, see `_rows`)."""
         self.table = table.to(self.model.device, self.model.dtype)
         self._all = torch.arange(table.slots, device=self.model.device)
+        self._zero_row: torch.Tensor | None = None  # x0 history of a frame entering slot 0
 
     def _rows(self) -> SlotTable:
         """The batch's table: row i is row i of the table the frame in slot i entered with."""
@@ -160,13 +161,16 @@ class StreamEngine:
         return noise
 
     def _noise(self, cond: Conditioning) -> torch.Tensor:
-        """(N, C, h, w): [0] the start noise of a new frame, [i] the re-noise noise of slot i."""
+        """(N, C, h, w): [0] the start noise of a new frame, [i] the re-noise noise of slot i (turbo, lcm; the other
+        samplers get [0] alone)."""
         if self._noise_blend[0] != cond.seeds:  # the seed blend changes rarely; the walk phase every tick
             seeds = [self._seed_noise(s) for s, _ in cond.seeds]
             weights = [w for _, w in cond.seeds]
             a, b = blend_noise([s[0] for s in seeds], weights), blend_noise([s[1] for s in seeds], weights)
             self._noise_blend = (cond.seeds, (a, b, walk_partner(a, b)))
         a, b, partner = self._noise_blend[1]
+        if self.config.sampler not in ("turbo", "lcm"):  # no re-noise: only the start noise is ever read
+            a, b, partner = a[:1], b[:1], partner[:1]
         return noise_walk(a, b, cond.noise_walk, partner)
 
     def _image_latent(self, cond: Conditioning) -> torch.Tensor | None:
@@ -197,13 +201,24 @@ class StreamEngine:
             self._strength = strength
             self._set_table(table_for(replace(self._schedule, strength=strength), self.model.alphas_cumprod))
 
+    def _set_control(self, cond: Conditioning) -> tuple:
+        """Hand the control picture and scale to a ControlNet model every step (pipeline.controlnet), so every slot
+        is conditioned; returns what of them the static key must see (a new picture or scale is never skipped)."""
+        take = getattr(self.model, "take_control", None)
+        return () if take is None else take(cond.control_image, cond.control_mode, cond.control_scale,
+                                             self.config.size_px)
+
     # ---- the stream --------------------------------------------------------------------------------------------
-    def _x0(self, x: torch.Tensor, idx: torch.Tensor, emb: torch.Tensor, neg: torch.Tensor | None,
+    def _x0(self, x: torch.Tensor, idx: torch.Tensor | None, emb: torch.Tensor, neg: torch.Tensor | None,
             stock: torch.Tensor, cond: Conditioning, table: SlotTable) -> tuple[torch.Tensor, torch.Tensor]:
-        """Guided data prediction for latents x (B, C, h, w) at slots idx of table; one model call. Returns
-        (x0, stock): stock is the residual noise ("self") or the negative x0 estimate ("onetime") each frame carries."""
-        t, alpha, sigma = table.timesteps[idx].float(), table.alpha[idx], table.sigma[idx]
-        pred, mode, b = self.model.prediction_type, self.config.cfg, len(idx)
+        """Guided data prediction for latents x (B, C, h, w) at slots idx of table (None: every slot); one model
+        call. Returns (x0, stock): stock is the residual noise ("self") or the negative x0 estimate ("onetime")
+        each frame carries."""
+        if idx is None:
+            t, alpha, sigma = table.timesteps.float(), table.alpha, table.sigma
+        else:
+            t, alpha, sigma = table.timesteps[idx].float(), table.alpha[idx], table.sigma[idx]
+        pred, mode, b = self.model.prediction_type, self.config.cfg, x.shape[0]
         cond_b = emb.expand(b, *emb.shape)  # (B, L, D)
         if mode == "none" or (mode == "self" and cond.guidance == 1.0):  # g = 1: eps = eps_cond exactly
             out = self._call(x, t, cond_b)
@@ -216,7 +231,7 @@ class StreamEngine:
             eps_cond = samplers.to_eps(self._call(x, t, cond_b), x, alpha, sigma, pred)
             eps_neg = cond.delta * stock
         else:  # onetime: slot 0 evaluates the negative prompt once; its x0 travels with the frame
-            first = idx == 0
+            first = (self._all if idx is None else idx) == 0
             k = int(first.sum())
             if k:
                 xn, tn = x[first], t[first]
@@ -249,22 +264,22 @@ class StreamEngine:
     def _advance(self, emb: torch.Tensor, neg: torch.Tensor | None, noise: torch.Tensor,
                  image_latent: torch.Tensor | None, cond: Conditioning) -> torch.Tensor:
         """One stream step: a model call for every slot, shift, a new frame into slot 0. Returns the output latent."""
-        x, idx, rows = self._x, self._all, self._rows()
-        x0, stock = self._x0(x, idx, emb, neg, self._stock, cond, rows)  # (N, C, h, w)
-        x0 = samplers.boundary(x0, x, rows, idx)
+        x, rows = self._x, self._rows()
+        x0, stock = self._x0(x, None, emb, neg, self._stock, cond, rows)  # (N, C, h, w); None: every slot
+        x0 = samplers.boundary(x0, x, rows, None)
         renoise = self._renoise() if self.config.sampler in ("turbo", "lcm") else None  # (N, C, h, w)
-        x_next = samplers.advance(x, x0, self._x0_prev, renoise, rows, idx)  # (N, C, h, w)
-        out = x_next[-1:].clone()  # the frame leaving the last slot
+        x_next = samplers.advance(x, x0, self._x0_prev, renoise, rows, None)  # (N, C, h, w)
+        out = x_next[-1:]  # the frame leaving the last slot (x_next is not written to below)
+        entry, entry_stock = self._entry(noise, image_latent)
         if self.config.cfg == "self":
             nxt = residual_noise(x_next[:-1], x0[:-1], rows.alpha_next[:-1], rows.sigma_next[:-1])
-            self._stock = torch.cat([torch.zeros_like(stock[:1]), nxt])
+            self._stock = torch.cat([entry_stock[None], nxt])
         elif self.config.cfg == "onetime":
-            self._stock = torch.cat([torch.zeros_like(stock[:1]), stock[:-1]])
-        self._x = torch.cat([torch.zeros_like(x[:1]), x_next[:-1]])
-        self._x0_prev = torch.cat([torch.zeros_like(x0[:1]), x0[:-1]])
-        entry, entry_stock = self._entry(noise, image_latent)
-        self._x[0] = entry
-        self._stock[0] = entry_stock
+            self._stock = torch.cat([entry_stock[None], stock[:-1]])
+        self._x = torch.cat([entry[None], x_next[:-1]])
+        if self._zero_row is None or self._zero_row.shape[1:] != x0.shape[1:] or self._zero_row.dtype != x0.dtype:
+            self._zero_row = torch.zeros_like(x0[:1])
+        self._x0_prev = torch.cat([self._zero_row, x0[:-1]])  # a frame entering slot 0 has no history
         self._frame_tables = [self.table] + self._frame_tables[:-1]
         self._frame_noise = [noise] + self._frame_noise[:-1]
         return out
@@ -302,8 +317,9 @@ class StreamEngine:
         image_latent = self._image_latent(cond) if self.config.mode != "txt2img" else None
         self._set_reference(image_latent)
         self._update_strength(cond, image_latent)
+        control = self._set_control(cond)
         key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
-               cond.delta, self._strength, cond.motion_phase)  # strength is 1.0 unless an image enters
+               cond.delta, self._strength, cond.motion_phase, control)  # strength is 1.0 unless an image enters
         if self._needs_fill:
             self._fill(emb, neg, noise, image_latent, cond)
             self._static_key, self._static_count = key, self.slots  # every slot now holds a frame of this key
@@ -346,6 +362,11 @@ class StreamEngine:
         # after N+1 computed steps with one key, the frames in flight all entered and ran under it: outputs repeat
         return self._static_count > self.slots
 
+    def warm_up(self) -> None:
+        """One sequential frame of the default conditioning, so first-use work (the builtin model's pattern fields,
+        the allocator, kernel selection) is done before a show's clock starts; the stream itself is untouched."""
+        self.render(Conditioning())
+
     @torch.inference_mode()
     def render(self, cond: Conditioning) -> torch.Tensor:
         """One frame sampled sequentially (batch 1 per step, no stream): what a frame in the stream equals."""
@@ -356,6 +377,7 @@ class StreamEngine:
         image_latent = self._image_latent(cond) if self.config.mode == "img2img" else None
         self._set_reference(image_latent)
         self._update_strength(cond, image_latent)
+        self._set_control(cond)
         x, stock = self._entry(noise, image_latent)
         x, stock = x[None], stock[None]
         x0_prev = None

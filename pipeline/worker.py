@@ -107,6 +107,7 @@ class StreamWorker:
         self._threads: list[threading.Thread] = []
         self._reported: set[str] = set()
         self._rate = FrameRate()
+        self._control: tuple | None = None  # (picture, mode, size, model, tensor): the last control picture prepared
 
     def start(self) -> None:
         """Start the inference and post-processing threads."""
@@ -118,10 +119,11 @@ class StreamWorker:
             t.start()
 
     def submit(self, cond: Conditioning, control_time_s: float | None = None) -> None:
-        """Hand the latest conditioning to the inference thread (never blocks); an input image goes through the
-        pre-processing thread first, so the model call is the only work on the inference thread."""
+        """Hand the latest conditioning to the inference thread (never blocks); an input or control picture goes
+        through the pre-processing thread first, so the model call is the only work on the inference thread."""
         item = (cond, time.monotonic() if control_time_s is None else control_time_s)
-        (self._pre if isinstance(cond.image, np.ndarray) else self._cond).put(item)
+        pictures = isinstance(cond.image, np.ndarray) or isinstance(cond.control_image, np.ndarray)
+        (self._pre if pictures else self._cond).put(item)
 
     def reconfigure(self, change: EngineConfig | Callable[[], StreamEngine]) -> None:
         """Apply a new EngineConfig, or swap in a new engine from a factory, on the inference thread."""
@@ -182,10 +184,36 @@ class StreamWorker:
                 continue
             cond, stamp = item
             try:
-                image = self.engine.prepare_image(cond.image)
-                self._cond.put((replace(cond, image=image), stamp))
+                self._cond.put((self._prepare(cond), stamp))
             except Exception as exc:
                 self._error("pre-processing", exc)
+
+    def _prepare(self, cond: Conditioning) -> Conditioning:
+        """Pre-processing thread: the input picture and the ControlNet picture as tensors at the engine's size."""
+        engine = self.engine
+        image = engine.prepare_image(cond.image) if isinstance(cond.image, np.ndarray) else cond.image
+        control = cond.control_image
+        if isinstance(control, np.ndarray):
+            control = self._prepare_control(engine, control, cond.control_mode)
+        return replace(cond, image=image, control_image=control)
+
+    def _prepare_control(self, engine: StreamEngine, picture: np.ndarray, mode: str) -> torch.Tensor | None:
+        """The control picture pre-processed (canny edges or as is) for a ControlNet model; None for other models.
+        The same picture again (a still, or a live source between two frames) reuses the tensor: the engine then
+        sees no new control picture, and the static skip and similarity filter keep working."""
+        model = engine.model
+        if getattr(model, "take_control", None) is None:
+            self._control = None  # holds no model that was swapped out
+            return None
+        key = (mode, engine.config.size_px, model)
+        last = self._control
+        if last is not None and last[0] is picture and last[1:4] == key:
+            return last[4]
+        from pipeline.controlnet import preprocess_control
+
+        tensor = preprocess_control(picture, engine.config.size_px, mode, model.device, model.dtype)
+        self._control = (picture, *key, tensor)
+        return tensor
 
     def _post_loop(self) -> None:
         last_done = None

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real JACK server, a tiny random-weight SD pipeline on disk, SDL and hub settings."""
+"""Shared fixtures: a real JACK server, tiny random-weight SD pipelines and a ControlNet on disk, SDL and hub
+settings."""
 
 from __future__ import annotations
 
@@ -109,3 +110,22 @@ def tiny_sd_v_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pipeline.random_sd import RandomSDSpec, build_random_sd
 
     return build_random_sd(tmp_path_factory.mktemp("tiny_sd_v") / "pipe", RandomSDSpec(prediction_type="v_prediction"))
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet(tiny_sd_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random ControlNetModel made from the tiny UNet: its zero convolutions randomised (else it does nothing), and
+    its picture embedding too (else, at random init, the picture barely matters next to the UNet copy)."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(tiny_sd_model / "unet", local_files_only=True)
+    torch.manual_seed(1)
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding")):
+                p.normal_(0.0, 0.3)
+    folder = tmp_path_factory.mktemp("controlnet") / "net"
+    net.save_pretrained(folder)
+    return folder

@@ -21,6 +21,7 @@ import numpy as np
 
 from controllers.base import ControlEvent
 from livekit.show.capture import Capture
+from livekit.show.control import attach_controlnet, check_controlnet, with_control
 from livekit.show.hud_feed import hud_info
 from livekit.show.inputs import InputOptions, Inputs
 from livekit.show.learn_cycle import LearnCycle
@@ -64,6 +65,7 @@ class Show:
         self.stop_event = threading.Event()
         self.exit_code = 0  # 130 after Ctrl-C (SIGINT), the shell convention
         self.pictures = PictureFeed(options.sketch, status)  # the still or live picture img2img/feedback start from
+        self.control_pictures = PictureFeed(options.sketch, status, "control")  # the ControlNet's own picture
         self.frames_out = 0
         self.last_error: str | None = None
         self._writer: Any = None
@@ -89,11 +91,13 @@ class Show:
     def _load_engine(self, spec: Any) -> Any:
         from pipeline import StreamEngine, load_model
 
-        name = self.options.model or spec.engine.model
+        name, controlnet = self.options.model or spec.engine.model, spec.engine.controlnet
+        check_controlnet(name, controlnet)  # before a model load that would be wasted
         self.status(f"livekit: loading model {name} ({self.options.device}) ...")
         t0 = time.monotonic()
-        model = load_model(name, device=self.options.device)
+        model = attach_controlnet(load_model(name, device=self.options.device), controlnet)
         engine = StreamEngine(model, self._engine_config(spec))
+        engine.warm_up()  # first-use work now, not while the sketch's clock runs (the first frame would lag it)
         c = engine.config
         self.status(f"livekit: model {name} ready in {time.monotonic() - t0:.1f} s: {c.sampler}, {engine.slots} steps, "
                     f"cfg {c.cfg}, {c.size_px[0]}x{c.size_px[1]} on {model.device}")
@@ -121,7 +125,9 @@ class Show:
                 engine = self._load_engine(spec)
             except Exception as exc:  # a missing or broken model must not stop the show
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                self.last_error = f"cannot load model {spec.engine.model!r}: {first}; keeping the current model"
+                if not first.startswith(("cannot load", "controlnet")):  # the ControlNet's own errors name it
+                    first = f"cannot load model {spec.engine.model!r}: {first}"
+                self.last_error = f"{first}; keeping the current model"
                 self.status(f"livekit: {self.last_error}")
                 self._notify(self.last_error, 5.0)
                 return
@@ -168,13 +174,13 @@ class Show:
         self._learned_path = self._learned_file()
         if self._learned_path.exists():
             self.status(f"livekit: {self.bus.load_learned(self._learned_path)} learned MIDI mappings loaded")
-        self.pictures.load(spec.engine.image)
-        engine = self._load_engine(spec)
-        self.engine = engine
         previous = self._install_signals()
         switch = sys.getswitchinterval()
         sys.setswitchinterval(0.001)  # the main loop sleeps to pace frames: get the GIL back within 1 ms, not 5
-        try:  # from here on, whatever fails, everything opened so far is closed again
+        try:  # from here on, whatever fails, everything opened so far is closed again (a camera included)
+            self.pictures.load(spec.engine.image)
+            self.control_pictures.load(spec.engine.control)
+            engine = self.engine = self._load_engine(spec)
             outputs = tuple(dict.fromkeys((*opts.outputs, *spec.outputs)))  # the command line's and the sketch's
             if outputs:
                 from livekit.outputs.video import VideoOutputs
@@ -213,6 +219,7 @@ class Show:
         image = self.pictures.frame()
         if image is not None:
             cond = replace(cond, image=image)
+        cond = with_control(cond, self._applied_spec.engine, image, self.control_pictures.frame())
         self.last_conditioning = cond
         self.worker.submit(cond, now)
         self.inputs.send_state(result.values, self.worker.stats.generated_fps or None, tempo)
@@ -316,14 +323,15 @@ class Show:
     def _apply_spec(self, spec: Any, old_spec: Any, model_changed: bool) -> None:
         """Bring image, OSC params, MIDI echo, engine and pacing in line with a newly installed sketch spec."""
         self._applied_spec = spec
-        try:
-            self.pictures.load(spec.engine.image)
-        except ValueError as exc:
-            self.last_error = str(exc)
-            self.status(f"livekit: {exc}")
+        for feed, picture in ((self.pictures, spec.engine.image), (self.control_pictures, spec.engine.control)):
+            try:
+                feed.load(picture)
+            except ValueError as exc:
+                self.last_error = str(exc)
+                self.status(f"livekit: {exc}")
         self.inputs.set_osc_params(spec.osc_params())
         self._update_echo(spec)
-        if model_changed and not self.options.model:
+        if model_changed and (not self.options.model or spec.engine.controlnet != old_spec.engine.controlnet):
             self._load_engine_in_background(spec)
         elif self._engine_config(spec) != self._engine_config(old_spec):
             self.worker.reconfigure(self._engine_config(spec))
@@ -375,6 +383,7 @@ class Show:
         if self.capture is not None:
             self.capture.stop()
         self.pictures.close()
+        self.control_pictures.close()
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -35,6 +35,7 @@ from livekit.sketch.settings import (
     WEIGHT_NAME,
     SketchError,
     build_scenes,
+    check_control,
     check_name,
     expand_weights,
     setting_value,
@@ -61,6 +62,10 @@ class Sketch:
     mode: str = "txt2img"  # txt2img | img2img (the `image` re-imagined) | feedback (each frame re-imagines the last)
     image: Any = None  # img2img input / feedback's first frame: a picture path (relative to the sketch) or a live
     # source: camera(0), video("loop.mp4"), ndi_in("NAME")
+    controlnet: str | None = None  # a diffusers ControlNet folder or cached hub id (SD 1.x/2.x): frames follow the
+    control: Any = None  # structure of this picture: camera(0), video(...), ndi_in(...) or a path (None: `image`)
+    control_mode: str = "canny"  # canny (the control picture's edges) | none (the picture as is)
+    control_scale: Any = 1.0  # ControlNet strength 0..2 (0 = no ControlNet; a knob fades the structure in and out)
     outputs: Any = ()  # video outputs beside the window: [ndi_out("livekit"), syphon_out(...), spout_out(...)]
     sampler: str | None = None  # turbo | lcm | ddim | dpmpp_2m (None = the model's default)
     cfg: str | None = None  # none | full | self | onetime (None = the model's default)
@@ -117,11 +122,14 @@ class EngineSettings:
     fps: float = 30.0
     mode: str = "txt2img"
     image: Any = None  # a path or a live picture source
+    controlnet: str | None = None  # loaded with the model
+    control: Any = None  # the ControlNet's picture (None: the image)
+    control_mode: str = "canny"
 
     @property
-    def model_key(self) -> tuple[str, tuple[int, int]]:
-        """What decides whether the model must reload."""
-        return self.model, self.size
+    def model_key(self) -> tuple[str, tuple[int, int], str | None]:
+        """What decides whether the model (and its ControlNet) must reload."""
+        return self.model, self.size, self.controlnet
 
 
 @dataclass(frozen=True)
@@ -137,8 +145,8 @@ class SketchSpec:
     outputs: tuple = ()  # OutputSpec-like (kind, name) video outputs the sketch asks for
 
     @property
-    def model_key(self) -> tuple[str, tuple[int, int]]:
-        """(model, size): hot reload reloads the model only when this changes."""
+    def model_key(self) -> tuple[str, tuple[int, int], str | None]:
+        """(model, size, controlnet): hot reload reloads the model only when this changes."""
         return self.engine.model_key
 
     @property
@@ -212,6 +220,7 @@ def compile_sketch(cls: type[Sketch]) -> SketchSpec:
             args = "(self)" if arity == 1 else "(self, p, t)"
             raise SketchError(f"{owner}: {hook} must take {args}", hook) from None
     settings = {name: setting_value(owner, name, getattr(cls, name)) for name in SETTINGS if name != "scenes"}
+    check_control(owner, settings)
     n = len(settings["prompts"])
     values: dict[str, Any] = {name: getattr(cls, name) for name in TARGETS}
     for name, value in attrs.items():
@@ -230,7 +239,8 @@ def compile_sketch(cls: type[Sketch]) -> SketchSpec:
                                         settings["prompt_blend"])
     scenes, scene_settings = build_scenes(owner, cls.scenes, values, params, conditioning)
     engine = EngineSettings(settings["model"], settings["size"], settings["steps"], settings["sampler"],
-                            settings["cfg"], settings["fps"], settings["mode"], settings["image"])
+                            settings["cfg"], settings["fps"], settings["mode"], settings["image"],
+                            settings["controlnet"], settings["control"], settings["control_mode"])
     mapping = MappingSpec(target_table(values, params, n, len(settings["seeds"])), scenes)
     return SketchSpec(owner, engine, conditioning, mapping, types.MappingProxyType(params), scene_settings,
                       settings["outputs"])

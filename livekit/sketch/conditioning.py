@@ -105,6 +105,7 @@ def build_conditioning(
         guidance=values.get("guidance", 1.0),
         delta=values.get("delta", 1.0),
         strength=min(max(values.get("strength", 0.5), 0.0), 1.0),
+        control_scale=min(max(values.get("control_scale", 1.0), 0.0), 2.0),  # NaN passes, and Conditioning refuses it
         prompt_blend=settings.prompt_blend,
         motion_phase=motion_phase,
     )

@@ -58,6 +58,7 @@ BUILTIN_TARGETS: dict[str, Target] = {
         Target("guidance", 1.0, span=(1.0, 3.0)),  # CFG scale
         Target("delta", 1.0, span=(0.0, 1.0)),  # residual-CFG delta
         Target("strength", 0.5, span=(0.0, 1.0), clamp=(0.0, 1.0)),  # img2img strength
+        Target("control_scale", 1.0, span=(0.0, 2.0), clamp=(0.0, 2.0)),  # ControlNet strength (0 = no ControlNet)
         Target("scene", None),  # scene index (or name through a direct set)
     )
 }

@@ -15,12 +15,14 @@ from livekit.sketch.mappings import BUILTIN_TARGETS, SceneSpec, Target, seed_wei
 from livekit.sketch.params import Param
 from livekit.sketch.sources import Source
 from livekit.sketch.suggest import did_you_mean
-from pipeline.conditioning import BLEND_MODES
+from pipeline.conditioning import BLEND_MODES, CONTROL_MODES
 
 SAMPLERS = ("turbo", "lcm", "ddim", "dpmpp_2m")  # the engine's samplers (pipeline.samplers)
 CFG_MODES = ("none", "full", "self", "onetime")  # the engine's guidance modes
 MAX_SIDE = 2048  # pixels per side: beyond it no supported model is trained, and the latents outgrow most GPUs
-ENGINE_SETTINGS = ("model", "size", "steps", "sampler", "cfg", "fps", "mode", "image")  # a change rebuilds the engine
+# a change rebuilds the engine (or, for the control picture, swaps it); scenes cannot change these
+ENGINE_SETTINGS = ("model", "size", "steps", "sampler", "cfg", "fps", "mode", "image", "controlnet", "control",
+                   "control_mode")
 MODES = ("txt2img", "img2img", "feedback")  # copied from pipeline.stream.MODES (kept torch-free; a test compares)
 CONDITIONING_SETTINGS = ("prompts", "negative_prompt", "seeds", "prompt_blend")  # constants, scenes may change them
 SETTINGS = ENGINE_SETTINGS + CONDITIONING_SETTINGS + ("outputs", "scenes")
@@ -64,9 +66,16 @@ def setting_value(owner: str, name: str, value: Any) -> Any:
         raise SketchError(f"{owner}: unknown mode {value!r}{did_you_mean(str(value), MODES)}; choose one of {MODES}",
                           name)
     live = all(hasattr(value, a) for a in ("start", "latest", "version", "close"))  # camera(), video(), ndi_in()
-    if name == "image" and value is not None and not live and (not isinstance(value, str) or not value):
-        raise SketchError(f"{owner}: image must be a path to a picture (relative to the sketch), a live source "
+    if name in ("image", "control") and value is not None and not live and (not isinstance(value, str) or not value):
+        raise SketchError(f"{owner}: {name} must be a path to a picture (relative to the sketch), a live source "
                           f"(camera(0), video('loop.mp4'), ndi_in('NAME')) or None, got {value!r}", name)
+    if name == "controlnet" and value is not None and (not isinstance(value, str) or not value.strip()):
+        raise SketchError(f"{owner}: controlnet must be a diffusers ControlNet folder or a cached hub id such as "
+                          f"'lllyasviel/sd-controlnet-canny' (or None), got {value!r}", name)
+    if name == "control_mode" and value not in CONTROL_MODES:
+        hint = did_you_mean(value, CONTROL_MODES) if isinstance(value, str) else ""
+        raise SketchError(f"{owner}: unknown control_mode {value!r}{hint}; choose one of {CONTROL_MODES} (canny: "
+                          "the picture's edges; none: the picture as is, e.g. an edge or depth map)", name)
     if name == "outputs":
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         for item in items:
@@ -120,7 +129,7 @@ def setting_value(owner: str, name: str, value: Any) -> Any:
 def target_value(owner: str, name: str, value: Any, params: Mapping[str, Param]) -> Any:
     """Validate a target's constant or source; returns it unchanged."""
     if value is None or isinstance(value, Source):
-        if value is None and name in ("guidance", "delta", "strength", "noise_walk", "motion"):
+        if value is None and name in ("guidance", "delta", "strength", "noise_walk", "motion", "control_scale"):
             raise SketchError(f"{owner}: {name} needs a number or a source, got None", name)
         return value
     if name in ("seed_step", "prompt_step", "scene"):
@@ -128,10 +137,22 @@ def target_value(owner: str, name: str, value: Any, params: Mapping[str, Param])
     if name in params:
         rng = params[name].range or (-math.inf, math.inf)
         return _number(owner, name, value, *rng)
-    lo, hi = {"morph": (0, 1), "seed_morph": (0, 1), "strength": (0, 1)}.get(name, (-math.inf, math.inf))
+    lo, hi = {"morph": (0, 1), "seed_morph": (0, 1), "strength": (0, 1), "control_scale": (0, 2)}.get(
+        name, (-math.inf, math.inf))
     if WEIGHT_NAME.match(name):
         lo = 0.0
     return _number(owner, name, value, lo, hi)
+
+
+def check_control(owner: str, settings: Mapping[str, Any]) -> None:
+    """A ControlNet needs a picture to follow, and a control picture needs a ControlNet: SketchError otherwise."""
+    if settings["controlnet"] is None and settings["control"] is not None:
+        raise SketchError(f"{owner}: control = {settings['control']!r} has no effect without a ControlNet; set "
+                          "controlnet = 'path-or-id' (a diffusers ControlNetModel) or remove control", "control")
+    if settings["controlnet"] is not None and settings["control"] is None and settings["image"] is None:
+        raise SketchError(f"{owner}: controlnet needs a picture to follow: set control = camera(0), "
+                          "video('loop.mp4'), ndi_in('NAME') or 'still.png' (or image, which it then follows)",
+                          "controlnet")
 
 
 def expand_weights(owner: str, values: dict[str, Any], n_prompts: int) -> None:

@@ -17,10 +17,13 @@ __all__ = ["ShowThread", "free_udp_port"]
 
 
 class ShowThread:
-    """A headless Show running in a thread; frames (mean RGB per frame) are recorded as they arrive."""
+    """A headless Show running in a thread; frames (mean RGB per frame, and the frames themselves with keep_frames)
+    are recorded as they arrive."""
 
-    def __init__(self, sketch: Path, out: Path, inputs: InputOptions = InputOptions(osc_port=0), **kw: Any) -> None:
+    def __init__(self, sketch: Path, out: Path, inputs: InputOptions = InputOptions(osc_port=0),
+                 keep_frames: bool = False, **kw: Any) -> None:
         self.means: list[np.ndarray] = []
+        self.frames: list[np.ndarray] | None = [] if keep_frames else None
         self.got = threading.Condition()
         self.lines: list[str] = []
         self.show = Show(RunOptions(sketch=sketch, headless=True, out=out, inputs=inputs, **kw),
@@ -30,6 +33,8 @@ class ShowThread:
 
     def _hook(self, frame: np.ndarray, info: Any) -> None:
         with self.got:
+            if self.frames is not None:
+                self.frames.append(frame.copy())
             self.means.append(frame.reshape(-1, 3).mean(axis=0))
             self.got.notify_all()
 

@@ -41,3 +41,12 @@ def test_the_readme_commands_are_the_ci_commands() -> None:
     test_command = re.search(r"## Test\n\n```bash\n(.*?)\n```", README, re.S).group(1)
     assert test_command in ci.splitlines()
     assert "livekit run sketches/hello.py" in README
+
+
+def test_the_readme_controlnet_sketch_loads(tmp_path: Path) -> None:
+    block = next(b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "controlnet =" in b)
+    path = tmp_path / "follow.py"
+    path.write_text(block, encoding="utf-8")
+    spec = load_sketch(path).spec()  # validated, nothing opened: the camera starts with the show
+    assert spec.engine.controlnet == "lllyasviel/sd-controlnet-canny" and spec.engine.control.kind == "camera"
+    assert spec.mapping.targets["control_scale"].source is not None

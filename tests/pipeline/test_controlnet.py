@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,23 +15,6 @@ from pipeline.sd import load_sd
 from pipeline.stream import EngineConfig, StreamEngine
 
 W, H = 64, 48
-
-
-@pytest.fixture(scope="module")
-def tiny_controlnet(tiny_sd_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random ControlNetModel made from the tiny UNet, its zero convolutions randomised (else it does nothing)."""
-    from diffusers import ControlNetModel, UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(tiny_sd_model / "unet", local_files_only=True)
-    torch.manual_seed(1)
-    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")):
-                p.normal_(0.0, 0.3)
-    folder = tmp_path_factory.mktemp("controlnet") / "net"
-    net.save_pretrained(folder)
-    return folder
 
 
 def _picture() -> np.ndarray:
@@ -99,3 +83,59 @@ def test_bad_control_inputs_fail_clearly(tiny_sd_model: Path, tiny_controlnet: P
     with pytest.raises(ValueError, match="uint8"):
         preprocess_control(np.zeros((4, 4)), (W, H))
     assert isinstance(model, ControlledModel) and model.prediction_type == "epsilon"
+
+
+def test_the_engine_hands_the_conditionings_control_picture_to_every_step(tiny_sd_model: Path,
+                                                                         tiny_controlnet: Path) -> None:
+    base = load_sd(tiny_sd_model, device="cpu", progress=False)
+    config = EngineConfig(size_px=(W, H), sampler="lcm", steps=2, cfg="none")  # static skip on, as in a show
+    plain = StreamEngine(base, config)
+    engine = StreamEngine(load_controlnet(base, tiny_controlnet), config)
+    cond = Conditioning(prompts=(("a red square", 1.0),), seeds=((2, 1.0),), control_mode="none")
+    disc, flat = _picture(), np.full((H, W, 3), 90, np.uint8)
+    off = [engine.step(replace(cond, control_image=disc, control_scale=0.0)) for _ in range(4)]
+    assert all(torch.equal(a, plain.step(cond)) for a in off), "scale 0 in the conditioning is no ControlNet"
+    on = [engine.step(replace(cond, control_image=disc)) for _ in range(6)]
+    torch.testing.assert_close(on[-1], engine.render(replace(cond, control_image=disc)), atol=1e-5, rtol=0)
+    assert float((on[-1] - off[-1]).abs().max()) > 1e-2
+    skipped = engine.stats.skipped
+    assert skipped > 0, "the same picture again (the same object): a static scene is skipped"
+    new = [engine.step(replace(cond, control_image=flat)) for _ in range(3)]
+    assert engine.stats.skipped == skipped, "a new control picture is never skipped as static"
+    assert float((new[-1] - on[-1]).abs().max()) > 1e-3
+    canny_ = [engine.step(replace(cond, control_image=flat, control_mode="canny")) for _ in range(3)]
+    assert float((canny_[-1] - new[-1]).abs().max()) > 1e-3, "a new mode re-processes the same picture"
+
+
+def test_the_worker_prepares_the_control_picture_once_on_the_pre_processing_thread(
+        tiny_sd_model: Path, tiny_controlnet: Path) -> None:
+    import threading
+
+    from pipeline.worker import StreamWorker
+
+    model = load_controlnet(load_sd(tiny_sd_model, device="cpu", progress=False), tiny_controlnet)
+    engine = StreamEngine(model, EngineConfig(size_px=(W, H), sampler="lcm", steps=2, cfg="none"))
+    frames: list[np.ndarray] = []
+    got = threading.Event()
+
+    def on_frame(frame: np.ndarray, info) -> None:
+        frames.append(frame)
+        if len(frames) >= 12:
+            got.set()
+
+    worker = StreamWorker(engine, on_frame)
+    worker.start()
+    picture = _picture()  # one still picture, handed over every tick as a show does
+    try:
+        for _ in range(400):
+            worker.submit(Conditioning(prompts=(("a red square", 1.0),), control_image=picture))
+            if got.wait(0.01):
+                break
+    finally:
+        assert worker.stop(2.0)
+    assert got.is_set() and worker.stats.errors == 0
+    handed = worker._current[0].control_image
+    assert isinstance(handed, torch.Tensor) and handed.shape == (1, 3, H, W), "prepared before inference"
+    assert torch.equal(model.control_image, preprocess_control(picture, (W, H), "canny"))
+    assert engine.stats.skipped > 0, "prepared once: the engine sees the same picture and skips static frames"
+    assert np.array_equal(frames[-1], frames[-2])

@@ -278,7 +278,7 @@ def test_engine_settings_and_model_key(tmp_path: Path) -> None:
         cfg = "self"
 
     spec = Show.spec()
-    assert spec.model_key == ("stabilityai/sd-turbo", (512, 768))
+    assert spec.model_key == ("stabilityai/sd-turbo", (512, 768), None)
     assert (spec.engine.steps, spec.engine.sampler, spec.engine.cfg, spec.engine.fps) == (2, "turbo", "self", 30.0)
     assert len(spec.model_hash) == 12 and spec.model_hash != Sketch.spec().model_hash
 
