@@ -1,9 +1,11 @@
 """Live audio in: a sounddevice input or a sound file, analysed hop by hop into ``audio/<feature>`` control events.
 
-Threads: the PortAudio callback only copies into a RingBuffer; one analysis thread per input reads it hop by hop,
-runs AudioAnalyzer and calls the sink. A missing PortAudio or device is reported once and the show goes on without
-audio; a device that dies mid-show is reopened. The PortAudio side (finding, opening, re-initialising devices, a JACK
-server that goes away) is controllers.audio_device.
+Threads: the device's blocks arrive from a capture process (controllers.audio_process: PortAudio runs there, never
+in the show's process) on a reader thread that only copies them into a RingBuffer; one analysis thread per input
+reads it hop by hop, runs AudioAnalyzer and calls the sink. A missing PortAudio or device is reported once and the
+show goes on without audio; a device that dies mid-show (its capture process exits, reports its stream lost, or goes
+quiet) is killed and reopened in a fresh process, so a JACK server restarted under the show brings audio back. The
+PortAudio side (finding, opening, re-initialising devices, probing a JACK server) is controllers.audio_device.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import numpy as np
 
 from controllers.audio_device import (RESCAN_TIMEOUT_S, AudioConfig, AudioUnavailable, InputStreamLike, OpenStream,
                                      PortAudioMissing, call_with_timeout, find_input_device, is_jack_stream,
-                                     jack_server_running, list_input_devices, open_input_stream, release_stream,
-                                     rescan, skip_portaudio_exit)
+                                     jack_server_running, list_input_devices, release_stream, rescan,
+                                     skip_portaudio_exit)
+from controllers.audio_process import open_input_stream
 from controllers.base import ControlEvent, ControlSink, TempoState
 from controllers.features import AnalyzerConfig, AudioAnalyzer
 from controllers.ringbuffer import RingBuffer, SampleClock
@@ -92,7 +95,7 @@ class AudioInput(_AudioTap):
                  analysis: AnalyzerConfig | None = None, *, open_stream: OpenStream | None = None) -> None:
         self.config = config or AudioConfig()
         self.analysis = analysis or AnalyzerConfig()
-        self._open_stream = open_stream or open_input_stream
+        self._open_stream: OpenStream = open_stream or (lambda c, cb: open_input_stream(c, cb, cancel=self._stop))
         self._deliver = _Delivery(sink)
         self.analyzer: AudioAnalyzer | None = None
         self.error: str | None = None  # the latest problem, for a HUD; None while audio flows
@@ -105,8 +108,10 @@ class AudioInput(_AudioTap):
         self._clock: SampleClock | None = None
         self._fatal = False
         self._on_jack = False  # the stream runs on PortAudio's JACK host API (its server may go away and return)
-        self._portaudio_lost = False  # the JACK server died under the stream (or a rescan wedged): no reopening
+        self._jack_gone = False  # the JACK server went away: reopen once a probe finds it back
+        self._wedged = False  # an in-process rescan hung inside PortAudio: no more reopening in this process
         self._last_data_s = 0.0
+        self._lock = threading.Lock()  # guards _stream against a reopen that finishes while stop() runs
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -133,9 +138,9 @@ class AudioInput(_AudioTap):
         again."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)  # it may be inside PortAudio (a rescan): it is a daemon, let it go
+            self._thread.join(timeout=0.5)  # it may be probing JACK or inside a rescan: it is a daemon, let it go
             self._thread = None
-        self._close_stream()  # a live stream closes; one that hangs is abandoned after a second
+        self._close_stream()  # a capture process is killed at once; a hung in-process stream abandoned in a second
 
     def tempo(self) -> TempoState | None:
         """The audio beat tracker's tempo (None before a tempo is found or without audio)."""
@@ -146,7 +151,9 @@ class AudioInput(_AudioTap):
         return self.analyzer.latest() if self.analyzer is not None else {}
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-        self._ring.write(indata, time.monotonic())  # type: ignore[union-attr]  # real-time: copy and return
+        # a capture process passes time.monotonic() at its PortAudio callback (one clock for every process)
+        stamp = time_info if isinstance(time_info, float) else time.monotonic()
+        self._ring.write(indata, stamp)  # type: ignore[union-attr]  # real-time: copy and return
         if status:
             self.overflows += 1
 
@@ -168,23 +175,29 @@ class AudioInput(_AudioTap):
             stream.start()
         except AudioUnavailable as exc:
             self._fatal = isinstance(exc, PortAudioMissing)
-            self._report(str(exc))
+            if not self._stop.is_set():  # an open cancelled by stop() is no news
+                self._report(str(exc))
             return False
         except Exception as exc:  # a device error while starting: report it, the supervisor retries
             self._report(f"audio input unavailable: {type(exc).__name__}: {exc}. Retrying every {self.config.reopen_s:g} s.")
             if stream is not None:
-                self._stream = stream
-                self._close_stream()
+                release_stream(stream)
             return False
-        self._stream = stream
+        with self._lock:
+            if self._stop.is_set():  # stop() ran while this was opening: nobody reads this stream
+                release_stream(stream)
+                return False
+            self._stream = stream
         self._on_jack = is_jack_stream(stream)
+        self._jack_gone = False
         self._last_data_s = time.monotonic()
         self.error = None
         self._reported.clear()  # a later problem is news again
         return True
 
     def _close_stream(self, lost: bool = False) -> None:
-        stream, self._stream = self._stream, None
+        with self._lock:
+            stream, self._stream = self._stream, None
         if stream is not None:
             release_stream(stream, lost)
 
@@ -220,23 +233,31 @@ class AudioInput(_AudioTap):
             if got:
                 self._last_data_s = now
             elif not stream.active or now - self._last_data_s > self.config.stall_s:
-                reason = "stream stopped" if not stream.active else f"no audio for {self.config.stall_s:g} s"
-                self._report(f"audio input lost ({reason}); reopening")
-                if self._on_jack and jack_server_running() is False:
-                    self._portaudio_lost = True  # PortAudio's JACK client is dead for good in this process
-                self._close_stream(lost=True)
-                next_attempt = now
+                self._lost(stream)
+                next_attempt = time.monotonic()
             # sleep until the next batch of hops should be complete (time.sleep costs far less CPU than Event.wait)
             time.sleep((max(batch - ring.available(), hop // 8) + 16) / analyzer.sample_rate)
 
+    def _lost(self, stream: InputStreamLike) -> None:
+        """The open stream stopped or went quiet: release it (a capture process is killed) and say why, once."""
+        reason = "stream stopped" if not stream.active else f"no audio for {self.config.stall_s:g} s"
+        self._close_stream(lost=True)
+        if self._on_jack and jack_server_running() is False:
+            self._jack_gone = True
+            self._report(f"audio input lost: the JACK server went away; audio comes back when it returns (checking "
+                         f"every {self.config.reopen_s:g} s). The show goes on without audio.")
+        else:
+            self._report(f"audio input lost ({reason}); reopening every {self.config.reopen_s:g} s")
+
     def _reopen(self) -> None:
-        if self._portaudio_lost:  # measured: Pa_Terminate hangs or asserts once a JACK stream lost its server
-            self._report("audio input lost: the JACK server went away; PortAudio cannot reopen JACK audio in this "
-                         "process (restart livekit once the server is back). The show goes on without audio.")
-            skip_portaudio_exit()
+        if self._wedged:
+            return
+        if self._jack_gone and jack_server_running() is False:  # a probe costs less than a capture process
             return
         if self.config.rescan_on_reopen and not call_with_timeout(rescan, RESCAN_TIMEOUT_S, "livekit-audio-rescan"):
-            self._portaudio_lost = True  # wedged inside PortAudio: give up on audio, never on the show
+            self._wedged = True  # stuck inside this process's PortAudio: give up on audio, never on the show
+            self._report("audio input lost: re-initialising PortAudio hung; no more reopening in this process. The "
+                         "show goes on without audio.")
             skip_portaudio_exit()
             return
         if self._try_open():

@@ -1,6 +1,7 @@
 """The PortAudio side of audio input: loading sounddevice, finding and opening input devices, re-initialising
 PortAudio, and surviving a JACK server that goes away (probes run in a child process, device calls that can hang run
-on a helper thread with a timeout). controllers.audio builds the live input on top of this."""
+on a helper thread with a timeout). A show opens its device in a capture process (controllers.audio_process), which
+uses open_local_stream; controllers.audio builds the live input on top of both."""
 
 from __future__ import annotations
 
@@ -26,15 +27,18 @@ class PortAudioMissing(AudioUnavailable):
     """The PortAudio library (or sounddevice) cannot be loaded: retrying will not help."""
 
 
+def portaudio_missing(reason: object) -> PortAudioMissing:
+    """The error for a PortAudio (or sounddevice) that cannot load, saying how to install it."""
+    return PortAudioMissing(f"audio input unavailable: PortAudio could not be loaded ({reason}); install it (Debian: "
+                            "apt-get install libportaudio2) and the sounddevice package. Continuing without audio.")
+
+
 def load_sounddevice() -> ModuleType:
     """The sounddevice module; PortAudioMissing (retrying will not help) when it or PortAudio cannot load."""
     try:
         import sounddevice
     except (ImportError, OSError) as exc:  # OSError: the PortAudio library itself is missing
-        raise PortAudioMissing(
-            f"audio input unavailable: PortAudio could not be loaded ({exc}); install it (Debian: apt-get install "
-            "libportaudio2) and the sounddevice package. Continuing without audio."
-        ) from exc
+        raise portaudio_missing(exc) from exc
     return sounddevice
 
 
@@ -127,7 +131,9 @@ class AudioConfig:
     ring_s: float = 2.0  # ring buffer length: how far analysis may fall behind before audio is dropped
     stall_s: float = 1.0  # no audio for this long while open counts as a lost device
     reopen_s: float = 2.0  # pause between attempts to (re)open the device
-    rescan_on_reopen: bool = True  # re-initialise PortAudio before a reopen, to find a replugged device
+    # re-initialise this process's PortAudio before a reopen, to find a replugged device: only for an in-process
+    # opener (open_stream=...); the default capture process is new at each open and sees the devices of the moment
+    rescan_on_reopen: bool = False
 
     def __post_init__(self) -> None:
         if self.channels < 1:
@@ -162,8 +168,9 @@ class InputStreamLike(Protocol):
 OpenStream = Callable[[AudioConfig, Callable[..., None]], InputStreamLike]
 
 
-def open_input_stream(config: AudioConfig, callback: Callable[..., None]) -> InputStreamLike:
-    """An unstarted sounddevice.InputStream (float32) for config; raises AudioUnavailable with the reason."""
+def open_local_stream(config: AudioConfig, callback: Callable[..., None]) -> InputStreamLike:
+    """An unstarted sounddevice.InputStream (float32) for config in this process (the capture process calls this);
+    raises AudioUnavailable with the reason."""
     sd = load_sounddevice()
     index = find_input_device(config.device)
     try:
@@ -174,7 +181,10 @@ def open_input_stream(config: AudioConfig, callback: Callable[..., None]) -> Inp
 
 
 def is_jack_stream(stream: Any) -> bool:
-    """Whether a sounddevice stream's device belongs to PortAudio's JACK host API (False for anything else)."""
+    """Whether a stream's device belongs to PortAudio's JACK host API (False for anything else)."""
+    hostapi = getattr(stream, "hostapi", None)
+    if isinstance(hostapi, str):  # a CaptureStream knows it without asking PortAudio in this process
+        return "jack" in hostapi.lower()
     try:
         sd = load_sounddevice()
         device = sd.query_devices(stream.device)
@@ -199,8 +209,13 @@ def call_with_timeout(fn: Callable[[], None], timeout_s: float, name: str) -> bo
 
 
 def release_stream(stream: InputStreamLike, lost: bool = False) -> None:
-    """Abort and close a stream within CLOSE_TIMEOUT_S. A lost one (its JACK server died) is abandoned untouched:
-    PortAudio's abort waits forever for a callback that never comes; so is one whose close hangs."""
+    """Abort and close a stream within CLOSE_TIMEOUT_S. A lost in-process one (its JACK server died) is abandoned
+    untouched: PortAudio's abort waits forever for a callback that never comes; so is one whose close hangs. A stream
+    whose abort never blocks (a capture process, killed) is always aborted."""
+    if getattr(stream, "abort_never_blocks", False):
+        stream.abort()
+        return
+
     def close() -> None:
         stream.abort()
         stream.close()

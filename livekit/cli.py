@@ -91,5 +91,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def console() -> None:
+    """The `livekit` console script: main(); after `livekit run` has shut its show down (outputs closed, files
+    written) the process ends at once, without the interpreter's teardown of torch and the device libraries, so
+    SIGTERM exits quickly however loaded the machine is."""
+    code = main()
+    if len(sys.argv) > 1 and sys.argv[1] == "run":
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

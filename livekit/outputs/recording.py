@@ -54,6 +54,7 @@ class VideoRecorder(WriterThread):
         self._container = av.open(str(self.path), "w", container_options=options)
         self._video: av.VideoStream | None = None
         self._last_video_frame: av.VideoFrame | None = None
+        self._video_end_pts = 0  # one past the last video timestamp written (the picture's length in frames)
         self._audio_stream: av.AudioStream | None = None
         self._audio_pts = 0
         self._audio_skip: int | None = None  # set at the first audio write (see _align_start)
@@ -106,10 +107,9 @@ class VideoRecorder(WriterThread):
         while audio goes on, silence fills when the picture ran longer."""
         rate = self._audio_rate or self._audio_stream.rate
         fps = float(self._rate)
-        video_s, audio_s = self.frames_written / fps, self._audio_pts / rate
+        video_s, audio_s = self._video_end_pts / fps, self._audio_pts / rate  # by timestamps, not frame counts
         if audio_s > video_s + 1.0 / fps and self._last_video_frame is not None:
-            start = self.frames_written
-            for pts in range(start, round(audio_s * fps)):
+            for pts in range(self._video_end_pts, round(audio_s * fps)):
                 self._encode(self._last_video_frame, pts)
         elif video_s > audio_s + 1.0 / fps and self._audio_pts > 0:
             self._encode_audio(np.zeros((round((video_s - audio_s) * rate), self._channels), np.float32))
@@ -120,6 +120,7 @@ class VideoRecorder(WriterThread):
         for packet in self._video.encode(picture):
             self._container.mux(packet)
         self.frames_written += 1
+        self._video_end_pts = max(self._video_end_pts, pts + 1)
 
     def _audio_chunks(self, chunks: list[np.ndarray]) -> None:
         stream = self._audio_stream

@@ -1,8 +1,11 @@
-"""Audio input: ring buffer, file source, missing PortAudio/device, reopen, and a real JACK device end to end."""
+"""Audio input: ring buffer, file source, missing PortAudio/device, reopen, and a real JACK device end to end (captured
+in a child process that is killed and replaced when it wedges)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import threading
 import time
@@ -232,3 +235,34 @@ def test_jack_click_track_reaches_the_tracker_end_to_end(jack) -> None:
             assert wait_until(lambda: max(sink.values("audio/peak", since_s=died_at + 0.1), default=0.0) > 0.5, 3.0)
         finally:
             audio.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_wedged_capture_process_is_killed_and_replaced_and_never_delays_stop(jack) -> None:
+    sink = Collector()
+    audio = AudioInput(AudioConfig(device="jack", channels=1, reopen_s=0.2), sink)
+    assert audio.start(), audio.error
+    try:
+        assert wait_until(lambda: len(sink.values("audio/rms")) > 20, 5.0)  # JACK's silence, hop by hop
+        first = audio.stream.pid
+        os.kill(first, signal.SIGSTOP)  # stuck for good, as PortAudio is once its JACK server went away
+        assert wait_until(lambda: audio.reopens == 1, 10.0), audio.error
+        resumed = time.monotonic()
+        assert audio.stream.pid != first
+        assert wait_until(lambda: len(sink.values("audio/rms", since_s=resumed)) > 20, 5.0)
+        assert wait_until(lambda: not _alive(first), 5.0)  # killed and reaped, not left behind
+        second = audio.stream.pid
+        os.kill(second, signal.SIGSTOP)
+        began = time.monotonic()
+        audio.stop()  # never waits on a wedged capture process
+        assert time.monotonic() - began < 1.0
+        assert wait_until(lambda: not _alive(second), 5.0)
+    finally:
+        audio.stop()

@@ -12,8 +12,10 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
@@ -276,7 +278,119 @@ def _start_jackd(name: str, log: Path) -> subprocess.Popen:
     raise RuntimeError(f"jackd {name} did not start: {log.read_text(errors='replace')}")
 
 
-def test_a_jack_server_restart_under_the_show_never_blocks_the_show_or_its_exit(tmp_path: Path) -> None:
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+class _Tone:
+    """jack_metro (a separate JACK client) plays 200 ms tones four times a second into the show's inputs; a thread
+    keeps it connected, as a session manager would, so a stream the show reopens under load is fed again."""
+
+    def __init__(self, name: str, env: dict[str, str]) -> None:
+        self.name = name
+        self.metro = subprocess.Popen(["jack_metro", "-n", "feeder", "-b", "240", "-D", "200", "-f", "440", "-A",
+                                       "0.8"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._connect, daemon=True)
+        self._thread.start()
+        if not self.connected.wait(30):
+            self.stop()
+            raise AssertionError(f"no feeder or no livekit input on the JACK graph: {self._graph()}")
+
+    def _graph(self) -> dict[str, list[str]]:
+        lines = subprocess.run(["jack_lsp", "-s", self.name, "-c"], capture_output=True, text=True, timeout=5,
+                               check=False).stdout.splitlines()
+        graph: dict[str, list[str]] = {}
+        for line in lines:
+            if line.startswith((" ", "\t")) and graph:
+                graph[list(graph)[-1]].append(line.strip())
+            elif line.strip():
+                graph[line.strip()] = []
+        return graph
+
+    def _connect(self) -> None:
+        while not self._stop.is_set():
+            graph = self._graph()
+            tone = [port for port in graph if port.startswith("feeder:")]
+            inputs = [port for port in graph if port.startswith("PortAudio")]
+            if tone and inputs:
+                for port in inputs:
+                    if tone[0] not in graph[port]:
+                        subprocess.run(["jack_connect", "-s", self.name, tone[0], port], capture_output=True,
+                                       timeout=5, check=False)
+                self.connected.set()
+            self._stop.wait(0.3)
+
+    def stop(self) -> None:
+        """Stop playing."""
+        self._stop.set()
+        self._thread.join(10)
+        _stop(self.metro)
+
+
+class _Lines:
+    """Every line a process prints, collected on a thread so the test can wait for one."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=lambda: self.lines.extend(stream), daemon=True)
+        self._thread.start()
+
+    def count(self, text: str) -> int:
+        """How many lines so far contain text."""
+        return sum(text in line for line in list(self.lines))
+
+    def text(self) -> str:
+        """Everything so far (the whole output once the process ended)."""
+        self._thread.join(2.0)
+        return "".join(self.lines)
+
+
+class _OscValues:
+    """The values one OSC address receives on a UDP port, with their arrival times."""
+
+    def __init__(self, address: str) -> None:
+        from pythonosc.osc_message import OscMessage
+
+        self.values: list[tuple[float, float]] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+
+        def receive() -> None:
+            while self.sock.fileno() >= 0:
+                try:
+                    data = self.sock.recv(65536)
+                except OSError:  # a timeout, or the socket closed
+                    continue
+                if data.startswith(address.encode() + b"\0"):
+                    self.values.append((time.monotonic(), float(OscMessage(data).params[0])))
+
+        threading.Thread(target=receive, daemon=True).start()
+
+    def since(self, t0: float) -> list[float]:
+        """Values that arrived at or after t0."""
+        return [v for t, v in list(self.values) if t >= t0]
+
+
+def _wait(condition: Any, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return bool(condition())
+
+
+def test_a_jack_server_restart_under_the_show_brings_its_audio_back(tmp_path: Path) -> None:
     name = f"lkr{os.getpid() % 10000}"
     env = {**os.environ, "JACK_DEFAULT_SERVER": name, "PYTHONUNBUFFERED": "1"}
     server = _start_jackd(name, tmp_path / "jackd.log")
@@ -284,30 +398,46 @@ def test_a_jack_server_restart_under_the_show_never_blocks_the_show_or_its_exit(
     sketch = tmp_path / "a.py"
     sketch.write_text("from livekit import Sketch, audio\n\nclass A(Sketch):\n    prompts = ['red']\n"
                       "    size = (64, 64)\n    noise_walk = audio.level\n", encoding="utf-8")
+    level = _OscValues("/livekit/noise_walk")  # audio.level as the show sends it on OSC out
     show = subprocess.Popen([sys.executable, "-m", "livekit.cli", "run", str(sketch), "--headless", "--out", str(out),
-                             "--osc-port", "0", "--no-reload", "--audio-in", "jack"], stdout=subprocess.PIPE,
+                             "--osc-port", "0", "--no-reload", "--audio-in", "jack",
+                             "--osc-out", f"127.0.0.1:{level.port}"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)
+    said = _Lines(show.stdout)
+    feeder = None
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(list(out.glob("*.png"))) < 10 and show.poll() is None:
-            time.sleep(0.1)
-        server.send_signal(signal.SIGTERM)  # the server goes away under the running show ...
-        server.wait(10)
-        time.sleep(2.0)
+        assert _wait(lambda: len(list(out.glob("*.png"))) >= 10 or show.poll() is not None, 90), said.text()
+        feeder = _Tone(name, env)
+        t0 = time.monotonic()
+        assert _wait(lambda: max(level.since(t0), default=0.0) > 0.3, 30), (level.values[-5:], said.text())
+        feeder.stop()  # silence first, so the level the show last sent before the restart is 0 ...
+        t0 = time.monotonic()
+        assert _wait(lambda: level.since(t0) and level.since(t0)[-1] < 0.05, 30), level.values[-5:]
+        _stop(server)  # ... then the server goes away under the running show ...
+        assert _wait(lambda: said.count("the JACK server went away") > 0, 30), said.text()
         server = _start_jackd(name, tmp_path / "jackd.log")  # ... and comes back
-        before = len(list(out.glob("*.png")))
-        time.sleep(2.0)
-        assert len(list(out.glob("*.png"))) > before  # frames kept coming throughout
+        back = time.monotonic()
+        frames = len(list(out.glob("*.png")))
+        feeder = _Tone(name, env)  # waits until the show's input is on the new server's graph
+        assert _wait(lambda: max(level.since(back), default=0.0) > 0.3, 30), (level.values[-5:], said.text())
+        came_back_s = time.monotonic() - back
+        assert len(list(out.glob("*.png"))) > frames  # frames kept coming throughout
         t0 = time.monotonic()
         show.send_signal(signal.SIGTERM)
-        assert show.wait(timeout=10) == 0  # no hang inside PortAudio, no abort at exit
-        assert time.monotonic() - t0 < 2.0
-        assert "the JACK server went away" in show.stdout.read()  # said once, plainly
+        assert show.wait(timeout=10) == 0  # no hang on the capture process, no abort at exit
+        exit_s = time.monotonic() - t0
+        text = said.text()
+        assert exit_s < 2.0, text
+        assert text.count("the JACK server went away") == 1, text  # said once, plainly
+        assert "audio input reopened" in text
+        print(f"audio back {came_back_s:.2f} s after the server restart; SIGTERM exit in {exit_s:.2f} s")
     finally:
         if show.poll() is None:
             show.kill()
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
+        if feeder is not None:
+            feeder.stop()
+        _stop(server)
+        level.sock.close()
 
 
 def test_the_fps_sent_on_osc_out_is_the_rate_frames_really_arrive(tmp_path: Path) -> None:
