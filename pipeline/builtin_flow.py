@@ -84,11 +84,11 @@ class FlowMixture:
         return self._parts(x, alpha, sigma, means)[0]
 
     def eps(self, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, means: torch.Tensor,
-            direction: torch.Tensor | None = None, direction_var: float = 0.0) -> torch.Tensor:
+            direction: torch.Tensor | None = None, direction_var: float | torch.Tensor = 0.0) -> torch.Tensor:
         """(B, D) exact E[eps | x_t] for x (B, D) at (alpha, sigma) (B,) with per-sample means (B, V, D).
 
-        With one variant and no mirror, `direction` (B, D) (unit, orthogonal to the basis) adds direction_var of
-        variance along it: Sigma = s^2 I + S diag(lam) S^T + direction_var n n^T (the builtin model's img2img)."""
+        With one variant and no mirror, `direction` (B, D) (unit, orthogonal to the basis) adds direction_var (a
+        number or (B, 1)) of variance along it: Sigma = s^2 I + S diag(lam) S^T + var n n^T (the builtin's img2img)."""
         if means.shape[1] == 1 and self.views == 1:  # one Gaussian: sigma C^-1 (x - a mu), no posterior weights
             a, sg = alpha[:, None], sigma[:, None]
             a2 = a * a
@@ -96,7 +96,7 @@ class FlowMixture:
             gb = 1.0 / v - 1.0 / (v + a2 * self.basis_var)  # (B, R)
             d = x - a * means[:, 0]
             out = d / v - (gb * (d @ self.basis)) @ self.basis.T
-            if direction is not None and direction_var > 0:
+            if direction is not None:  # direction_var: a number or (B, 1)
                 gn = 1.0 / v - 1.0 / (v + a2 * direction_var)  # (B, 1)
                 out = out - (gn * (d * direction).sum(-1, keepdim=True)) * direction
             return sg * out

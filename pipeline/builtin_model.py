@@ -60,6 +60,8 @@ class FlowConfig:
     palette_bias: float = 5.0  # logit of a variant's own palette, fading out as the prompt names a palette
     bias_fade: float = 0.4  # tag match at which the variant's own family / palette preference is gone
     input_var: float = 1.0  # img2img / feedback: variance (latent units^2) along the input picture's own direction
+    input_spread: float = 0.5  # ... but at most (spread x the input's distance from the mean)^2: a near-mean input
+    # (a feedback frame that already is the prompt's picture) adds no variance along its leftover noise
 
 
 def _tag_vector(encoder: TagEncoder, weights: dict[str, float]) -> torch.Tensor:
@@ -295,13 +297,15 @@ class BuiltinModel:
         alpha, sigma = (s.to(self.device, self.dtype).expand(b) for s in (alpha, sigma))
         means = self._batch_means(cond, h, w).expand(b, -1, -1)
         flow = self.flow(h, w)
-        direction = self.input_direction(means[:, 0], flow)
-        eps = flow.eps(x.to(self.device, self.dtype).reshape(b, -1), alpha, sigma, means, direction,
-                       self.config.input_var)
+        found = self.input_direction(means[:, 0], flow)
+        direction, variance = found if found is not None else (None, 0.0)
+        eps = flow.eps(x.to(self.device, self.dtype).reshape(b, -1), alpha, sigma, means, direction, variance)
         return eps.reshape(b, LATENT_CHANNELS, h, w)
 
-    def input_direction(self, mean: torch.Tensor, flow: FlowMixture) -> torch.Tensor | None:
-        """(B, D) unit direction from the mean to the input picture, off the smooth fields; None without an input.
+    def input_direction(self, mean: torch.Tensor,
+                        flow: FlowMixture) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(B, D) unit direction from the mean to the input picture, off the smooth fields, and the variance (B, 1)
+        along it: min(input_var, (input_spread * distance)^2); None without an input.
 
         With an input the data given (prompt, input) also varies along it (variance input_var), so img2img keeps
         a share input_var / (input_var + sigma^2 / alpha^2) of the input there: all of it at strength 0, a fade to
@@ -314,7 +318,8 @@ class BuiltinModel:
         norm = diff.norm(dim=-1, keepdim=True)
         if not bool((norm > 1e-6).all()):
             return None
-        return diff / norm
+        variance = (self.config.input_spread * norm).square().clamp(max=self.config.input_var)
+        return diff / norm, variance
 
     # ---- pixels ---------------------------------------------------------------------------------------------
     def decode(self, latents: torch.Tensor) -> torch.Tensor:

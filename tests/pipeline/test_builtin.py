@@ -135,3 +135,29 @@ def test_frames_are_clean_no_white_noise_left(model: BuiltinModel) -> None:
         grain = frame - q @ (q.T @ frame)  # the part of the frame no layout or smooth field explains
         rms_logit = float(grain[: 3 * h * w].pow(2).mean().sqrt()) * model.gain(h, w)
         assert rms_logit < 0.05, (i, rms_logit)  # the start noise was model.gain(h, w) = 8 logit units
+
+
+def test_img2img_fades_from_the_input_to_the_prompt_and_feedback_stays_clean(model: BuiltinModel) -> None:
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 128), torch.linspace(0, 1, 128), indexing="ij")
+    picture = torch.stack([(xx > 0.5).float() * 0.9, ((xx - 0.3) ** 2 + (yy - 0.6) ** 2 < 0.04).float() * 0.8,
+                           yy * 0.7])
+    image = (picture.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+    prompt = (("neon magenta rings", 1.0),)
+    away = []
+    for strength in (0.0, 0.1, 0.5, 0.9, 1.0):
+        engine = StreamEngine(model, EngineConfig(size_px=(128, 128), mode="img2img"))
+        frame = engine.render(Conditioning(prompts=prompt, image=image, strength=strength))
+        away.append(float((frame - picture).abs().mean()))
+    assert away[0] < 0.03 and away[1] < 0.06, away  # strength 0 is the input; a little strength keeps most of it
+    assert away[0] < away[1] < away[2] < away[3], away  # then the prompt's picture takes over step by step
+    txt = StreamEngine(model, EngineConfig(size_px=(128, 128))).render(Conditioning(prompts=prompt))
+    assert float((txt - StreamEngine(model, EngineConfig(size_px=(128, 128), mode="img2img")).render(
+        Conditioning(prompts=prompt, image=image, strength=1.0))).abs().mean()) < 0.1  # strength 1 is the prompt
+
+    def grain(frame: torch.Tensor) -> float:  # mean neighbour difference: noise shows as a rise
+        return float((frame[:, 1:] - frame[:, :-1]).abs().mean())
+
+    for walk in (0.0, 0.01):  # a still feedback loop (its input is the prompt's own picture) and a moving one
+        engine = StreamEngine(model, EngineConfig(size_px=(128, 128), mode="feedback"))
+        frames = [engine.step(Conditioning(prompts=prompt, strength=0.35, noise_walk=walk * i)) for i in range(20)]
+        assert max(grain(f) for f in frames) < 1.3 * grain(frames[0]), [round(grain(f), 4) for f in frames[::4]]
