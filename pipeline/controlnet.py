@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.conditioning import CONTROL_MODES  # "canny" | "none": the picture as is (an edge or depth map, a pose)
+from pipeline.cpu_layers import use_cpu_layers
 
 
 def _gaussian_blur(gray: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -96,6 +97,10 @@ class ControlledModel:
         if (param.device, param.dtype) != (torch.device(base.device), base.dtype):  # a needless to() only warns
             controlnet = controlnet.to(base.device, base.dtype)
         self.controlnet = controlnet.eval().requires_grad_(False)
+        if base.channels_last:
+            self.controlnet.to(memory_format=torch.channels_last)
+        if getattr(base, "cpu_layers", False):  # the same oneDNN-friendly layers as the base (pipeline.cpu_layers)
+            use_cpu_layers(self.controlnet)
         self.control_image: torch.Tensor | None = None  # (1, 3, H, W) in [0, 1]
         self.control_scale = float(control_scale)
         self.control_version = 0  # bumped by take_control with every new picture (the engine's static key sees it)

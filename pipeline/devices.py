@@ -61,6 +61,11 @@ def default_dtype(device: str | torch.device) -> torch.dtype:
     return torch.float16 if kind in _GPU_TYPES else torch.float32
 
 
+def channels_last_default(device: torch.device) -> bool:
+    """Whether UNets and VAEs run channels-last by default: on CUDA and the CPU (oneDNN), not on mps."""
+    return device.type in ("cuda", "cpu")
+
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

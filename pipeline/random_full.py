@@ -135,18 +135,19 @@ def _random_taesd(device: str | torch.device) -> torch.nn.Module:
 
 def load_random_full(preset: str, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
                      compile: bool = False, channels_last: bool | None = None, vae: str | None = None,
-                     progress: bool = True, **unsupported: Any) -> Any:
+                     progress: bool = True, cpu_layers: bool | None = None, **unsupported: Any) -> Any:
     """A full-size random-weight SD or SDXL model as a Denoiser, built in memory.
 
     vae: None (the real VAE architecture) or "taesd" (the tiny autoencoder's architecture, random weights)."""
     from transformers import CLIPTokenizer
 
-    from pipeline.devices import default_dtype, resolve_device
+    from pipeline.devices import channels_last_default, default_dtype, resolve_device
     from pipeline.random_sd import write_clip_tokenizer
     from pipeline.sd import SDModel, _alphas_cumprod_from_config, _pick_defaults
 
     if unsupported:
-        raise ValueError(f"random-sd:{preset} takes vae=None|'taesd', compile, channels_last; not {sorted(unsupported)}")
+        raise ValueError(f"random-sd:{preset} takes vae=None|'taesd', compile, channels_last, cpu_layers; "
+                         f"not {sorted(unsupported)}")
     if vae not in (None, "taesd"):
         raise ValueError(f"random-sd:{preset} takes vae=None (its own VAE) or 'taesd' (random TAESD), got {vae!r}")
     dev = resolve_device(device)
@@ -157,7 +158,7 @@ def load_random_full(preset: str, device: str | torch.device = "auto", dtype: to
     parts = build_modules(preset, device=dev, eos_id=vocab - 1)
     if vae == "taesd":
         parts["vae"] = _random_taesd(dev)
-    channels_last = dev.type == "cuda" if channels_last is None else channels_last
+    channels_last = channels_last_default(dev) if channels_last is None else channels_last
     for name, module in parts.items():  # nn.Module.to: diffusers' own .to warns about casting, pointlessly here
         torch.nn.Module.to(module, dev, dt)
         if channels_last and not name.startswith("text"):
@@ -173,5 +174,5 @@ def load_random_full(preset: str, device: str | torch.device = "auto", dtype: to
         name=f"random-sd:{preset}", unet=parts["unet"], text_encoder=parts["text_encoder"], tokenizer=tokenizer,
         vae=parts["vae"], alphas_cumprod=_alphas_cumprod_from_config(schedule), prediction_type="epsilon",
         defaults=_pick_defaults(FULL_PRESETS[preset]["kind"], (512, 512)), device=dev, dtype=dt,
-        channels_last=channels_last, compile=compile,
+        channels_last=channels_last, compile=compile, cpu_layers=cpu_layers,
     )

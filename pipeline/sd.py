@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from pipeline.devices import default_dtype, resolve_device
+from pipeline.cpu_layers import use_cpu_layers
+from pipeline.devices import channels_last_default, default_dtype, resolve_device
 from pipeline.protocol import PREDICTION_TYPES, ModelDefaults
 from pipeline.schedule import SchedulerSettings
 from pipeline.sd_files import check_pipeline_folder, lora_weight_file, read_json, resolve_local, weights_variant
@@ -65,7 +66,7 @@ class SDModel:
         self, *, name: str, unet: torch.nn.Module, text_encoder: torch.nn.Module, tokenizer: Any,
         vae: torch.nn.Module, alphas_cumprod: torch.Tensor, prediction_type: str, defaults: ModelDefaults,
         device: torch.device, dtype: torch.dtype, channels_last: bool = False, compile: bool = False,
-        lora: str | None = None, scheduler_settings: SchedulerSettings | None = None,
+        lora: str | None = None, scheduler_settings: SchedulerSettings | None = None, cpu_layers: bool | None = None,
     ) -> None:
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
@@ -84,6 +85,11 @@ class SDModel:
         self._latent_scale = float(vae.config.get("scaling_factor", 1.0))
         self._latent_shift = float(vae.config.get("shift_factor", None) or 0.0)
         self._is_tiny_vae = "decoder_block_out_channels" in vae.config
+        # oneDNN-friendly layers (pipeline.cpu_layers); None: on for the CPU unless compiled (inductor packs its own)
+        self.cpu_layers = device.type == "cpu" and not compile if cpu_layers is None else cpu_layers
+        if self.cpu_layers:
+            use_cpu_layers(unet)
+            use_cpu_layers(vae)
         self._unet_forward = torch.compile(unet) if compile else unet  # compiles on the first call
 
     def __repr__(self) -> str:
@@ -261,13 +267,15 @@ def load_sd(
     id_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
     vae: str | Path | None = None, lora: str | Path | None = None, compile: bool = False,
     channels_last: bool | None = None, progress: bool = True, *, lcm_lora: bool | None = None,
+    cpu_layers: bool | None = None,
 ) -> SDModel:
     """Load a diffusers SD 1.x/2.x pipeline from a local folder or the local hub cache (never the network).
 
     vae: a tiny autoencoder (TAESD / AutoencoderTiny) or other VAE used instead of the checkpoint's own.
     lora: a LoRA file, folder or cached id, fused into the weights; lcm_lora says whether it is an LCM-LoRA
-    (None: yes when its name contains "lcm"). channels_last: None = on for CUDA. compile: torch.compile the UNet
-    (the first call compiles, which takes a while).
+    (None: yes when its name contains "lcm"). channels_last: None = on for CUDA and the CPU. compile: torch.compile
+    the UNet (the first call compiles, which takes a while). cpu_layers: pipeline.cpu_layers (None = on for the CPU
+    unless compiled).
     """
     from diffusers import UNet2DConditionModel
     from tqdm.auto import tqdm
@@ -278,7 +286,7 @@ def load_sd(
     dtype = default_dtype(dev) if dtype is None else dtype
     if not isinstance(dtype, torch.dtype):
         raise TypeError(f"dtype must be a torch.dtype such as torch.float16, or None for the device default; got {dtype!r}")
-    channels_last = dev.type == "cuda" if channels_last is None else channels_last
+    channels_last = channels_last_default(dev) if channels_last is None else channels_last
     # Everything that can be wrong with the arguments is found before any weights load.
     folder = resolve_local(id_or_path, "model")
     check_pipeline_folder(folder, name, need_vae=vae is None)
@@ -329,5 +337,5 @@ def load_sd(
         alphas_cumprod=_alphas_cumprod_from_config(scheduler_config), prediction_type=prediction_type,
         defaults=_pick_defaults(kind, (width * scale, height * scale)), device=dev, dtype=dtype,
         channels_last=channels_last, compile=compile, lora=None if lora is None else str(lora),
-        scheduler_settings=SchedulerSettings.from_config(scheduler_config),
+        scheduler_settings=SchedulerSettings.from_config(scheduler_config), cpu_layers=cpu_layers,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from pipeline.devices import default_dtype, resolve_device
+from pipeline.devices import channels_last_default, default_dtype, resolve_device
 from pipeline.protocol import PREDICTION_TYPES
 from pipeline.sd import SDModel, _alphas_cumprod_from_config, _checkpoint_kind, _load_vae, _pick_defaults, _vae_scale
 from pipeline.sd_files import read_json, resolve_local, weights_variant
@@ -105,17 +105,18 @@ def check_sdxl_folder(folder: Path, name: str) -> None:
 
 def load_sdxl(id_or_path: str | Path, device: str | torch.device = "auto", dtype: torch.dtype | None = None,
               vae: str | Path | None = None, compile: bool = False, channels_last: bool | None = None,
-              progress: bool = True, **unsupported: Any) -> SDXLModel:
+              progress: bool = True, cpu_layers: bool | None = None, **unsupported: Any) -> SDXLModel:
     """Load a diffusers SDXL text-to-image pipeline from a local folder or the local hub cache (never the network)."""
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     if unsupported:
-        raise ValueError(f"SDXL models take vae=, compile=, channels_last=; not {sorted(unsupported)} (yet)")
+        raise ValueError(
+            f"SDXL models take vae=, compile=, channels_last=, cpu_layers=; not {sorted(unsupported)} (yet)")
     name = str(id_or_path)
     dev = resolve_device(device)
     dtype = default_dtype(dev) if dtype is None else dtype
-    channels_last = dev.type == "cuda" if channels_last is None else channels_last
+    channels_last = channels_last_default(dev) if channels_last is None else channels_last
     folder = resolve_local(id_or_path, "model")
     check_sdxl_folder(folder, name)
     scheduler_config = read_json(folder / "scheduler" / "scheduler_config.json")
@@ -145,5 +146,5 @@ def load_sdxl(id_or_path: str | Path, device: str | torch.device = "auto", dtype
                                                                                        True)),
         vae=autoencoder, alphas_cumprod=_alphas_cumprod_from_config(scheduler_config),
         prediction_type=prediction_type, defaults=_pick_defaults(kind, (side, side)), device=dev, dtype=dtype,
-        channels_last=channels_last, compile=compile,
+        channels_last=channels_last, compile=compile, cpu_layers=cpu_layers,
     )

@@ -59,7 +59,8 @@ def test_folder_model_renders_the_image_diffusers_renders(request, fixture: str,
 def test_unet_output_equals_diffusers_unet_called_directly_with_fractional_timesteps(tiny_sd_model: Path) -> None:
     from diffusers import UNet2DConditionModel
 
-    model = load_sd(tiny_sd_model, device="cpu", progress=False)
+    # torch's own layouts: the reference's arithmetic in the reference's order
+    model = load_sd(tiny_sd_model, device="cpu", progress=False, channels_last=False, cpu_layers=False)
     reference = UNet2DConditionModel.from_pretrained(tiny_sd_model / "unet", local_files_only=True).eval()
     x = torch.randn(2, 4, 8, 12, generator=torch.Generator().manual_seed(0))
     cond = torch.stack([model.encode_prompt("red"), model.encode_prompt("")])
@@ -68,6 +69,9 @@ def test_unet_output_equals_diffusers_unet_called_directly_with_fractional_times
         expected = reference(x, t.float(), encoder_hidden_states=cond).sample
     got = model(x, t, cond)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=0)
+    fast = load_sd(tiny_sd_model, device="cpu", progress=False)  # the CPU default: channels-last, oneDNN layers
+    assert fast.channels_last and fast.cpu_layers
+    torch.testing.assert_close(fast(x, t, cond), expected, atol=5e-6, rtol=0)  # float rounding, no more
     rounded = model(x, t.round(), cond)
     assert float((got - rounded).abs().max()) > 1e-5, "fractional timesteps must reach the UNet unrounded"
 
