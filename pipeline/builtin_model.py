@@ -267,24 +267,18 @@ class BuiltinModel:
 
     def _styles_cached(self, emb: torch.Tensor, height: int, width: int,
                        phase: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """styles() of a batch whose rows are often one embedding, kept while emb, size and phase stay the same."""
-        same = bool((emb == emb[:1]).all())
-        rows = emb[:1] if same else emb
-        key = (height, width, phase, rows.shape[0], rows.cpu().numpy().tobytes())
+        """styles(), kept while the embeddings, size and phase stay the same (the walk moves only the layout)."""
+        key = (height, width, phase, emb.shape[0], emb.cpu().numpy().tobytes())
         if self._styles_cache is None or self._styles_cache[0] != key:
-            self._styles_cache = (key, self.styles(rows, height, width, phase))
-        field, lut = self._styles_cache[1]
-        if same:
-            b = emb.shape[0]
-            return field.expand(b, -1, -1, -1), lut.expand(b, -1, -1, -1)
-        return field, lut
+            self._styles_cache = (key, self.styles(emb, height, width, phase))
+        return self._styles_cache[1]
 
     def _batch_means(self, cond: torch.Tensor, height: int, width: int) -> torch.Tensor:
         if cond.dim() != 3 or cond.shape[-1] != self.encoder.dim:
             raise ValueError(f"cond must be (B, L, {self.encoder.dim}) prompt embeddings, got {tuple(cond.shape)}")
         emb = cond.to(self.device, self.dtype).mean(dim=1)  # (B, T)
         phase = float(self.motion_phase) if math.isfinite(float(self.motion_phase)) else 0.0
-        same = bool((emb == emb[:1]).all())
+        same = bool((emb == emb[:1]).all())  # the stream batch: one conditioning in every row
         mean = self.layout_mean(emb[:1] if same else emb, height, width, phase, self.layout)  # (B or 1, D)
         return mean.expand(emb.shape[0], -1)[:, None]  # (B, 1, D): one Gaussian per conditioning
 

@@ -66,3 +66,21 @@ class ShowThread:
         if self.error is not None:
             raise self.error
         return time.monotonic() - t0
+
+
+def probe_sketch(path: Path, prompts: list[str], extra: str = "", imports: str = "Sketch, Param, midi",
+                 model: Path | None = None) -> Path:
+    """A small probe sketch (64x64, lcm 2 steps, 30 fps) with `extra` class lines; model None = the builtin."""
+    path.write_text(
+        f"from livekit import {imports}\n\n"
+        "class Probe(Sketch):\n"
+        + (f"    model = {str(model)!r}\n" if model is not None else "")
+        + f"    prompts = {prompts!r}\n"
+        "    size = (64, 64)\n"
+        "    sampler = 'lcm'\n"
+        "    steps = 2\n"
+        "    fps = 30\n"
+        f"{extra}",
+        encoding="utf-8",
+    )
+    return path

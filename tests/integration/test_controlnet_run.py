@@ -13,24 +13,12 @@ from livekit.cli import main
 from livekit.outputs.recording import save_png
 from livekit.show.inputs import InputOptions
 from livekit.show.picture_feed import read_still
-from tests.integration.helpers import ShowThread, free_udp_port
+from tests.integration.helpers import ShowThread, free_udp_port, probe_sketch
 
 
 def _sketch(path: Path, model: Path, extra: str = "") -> Path:
     """A static sketch (nothing moves unless the control picture or control_scale does) on the tiny SD model."""
-    path.write_text(
-        "from livekit import Sketch, video\n\n"
-        "class Probe(Sketch):\n"
-        f"    model = {str(model)!r}\n"
-        "    prompts = ['red']\n"
-        "    size = (64, 64)\n"
-        "    sampler = 'lcm'\n"
-        "    steps = 2\n"
-        "    fps = 30\n"
-        f"{extra}",
-        encoding="utf-8",
-    )
-    return path
+    return probe_sketch(path, ["red"], extra, imports="Sketch, video", model=model)
 
 
 def _disc(path: Path) -> Path:

@@ -15,7 +15,7 @@ import pytest
 
 from livekit.cli import main
 from livekit.show.inputs import InputOptions
-from tests.integration.helpers import ShowThread, free_udp_port
+from tests.integration.helpers import ShowThread, free_udp_port, probe_sketch
 
 ROOT = Path(__file__).resolve().parents[2]
 SKETCHES = ["hello", "audio_reactive", "midi_knobs", "touchdesigner_osc", "sd_turbo", "feedback"]
@@ -51,18 +51,7 @@ def _click_track(path: Path, bpm: float = 120.0, seconds: float = 4.0, rate: int
 
 
 def _sketch(path: Path, prompts: list[str], extra: str = "") -> Path:
-    path.write_text(
-        "from livekit import Sketch, Param, midi\n\n"
-        "class Probe(Sketch):\n"
-        f"    prompts = {prompts!r}\n"
-        "    size = (64, 64)\n"
-        "    sampler = 'lcm'\n"
-        "    steps = 2\n"
-        "    fps = 30\n"
-        f"{extra}",
-        encoding="utf-8",
-    )
-    return path
+    return probe_sketch(path, prompts, extra)
 
 
 def _colour(mean: np.ndarray) -> str:
