@@ -179,9 +179,14 @@ class SlotTable:
         return len(self.timesteps)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "SlotTable":
-        """The same table with every float vector on device/dtype."""
-        moved = {k: (v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype)
-                     if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        """The same table with every float vector on device/dtype; timesteps stay float32 (bfloat16 would turn the
+        model's timestep 999 into 1000)."""
+
+        def kind(k: str, v: torch.Tensor) -> torch.dtype:
+            return v.dtype if not v.is_floating_point() else torch.float32 if k == "timesteps" else dtype
+
+        moved = {k: (v.to(device=device, dtype=kind(k, v)) if isinstance(v, torch.Tensor) else v)
+                 for k, v in vars(self).items()}
         return SlotTable(**moved)
 
 

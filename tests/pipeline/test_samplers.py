@@ -84,3 +84,12 @@ def test_bad_configuration_is_refused_with_a_clear_message() -> None:
         ScheduleConfig("euler")
     with pytest.raises(ValueError, match="strictly increasing"):
         ScheduleConfig("lcm", t_index_list=(16, 0))
+
+
+def test_a_bfloat16_table_keeps_the_models_integer_timesteps() -> None:
+    """bfloat16 rounds 999 to 1000: the table's model timesteps stay float32 while its coefficients follow the model."""
+    model = GaussianModel()
+    table = build_table("lcm", model.alphas_cumprod, torch.tensor([999.0, 759.0, 499.0, 259.0], dtype=torch.float64))
+    moved = table.to(torch.device("cpu"), torch.bfloat16)
+    assert moved.timesteps.tolist() == [999.0, 759.0, 499.0, 259.0]
+    assert moved.alpha.dtype == torch.bfloat16
