@@ -126,6 +126,8 @@ def use_cpu_layers(module: torch.nn.Module) -> dict[str, int]:
 
     def swap(parent: torch.nn.Module) -> None:
         for name, child in parent.named_children():
+            if isinstance(child, (PackedConv2d, OneDNNLinear, SubpixelUpsample)):
+                continue  # swapped already: a second call (a model rebuilt around the same UNet) changes nothing
             if _plain_upsample(child):
                 new, kind = SubpixelUpsample(child), "upsample"
             elif (type(child) is torch.nn.Conv2d and child.padding_mode == "zeros"

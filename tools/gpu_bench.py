@@ -37,9 +37,10 @@ def build(preset: str, device: torch.device, vae: str | None, compile: bool) -> 
 
     if preset != "tiny":
         return load_model(f"random-sd:{preset}", device=device, vae=vae, compile=compile)
-    model = load_model("random-sd:tiny", device=device, progress=False)
     if vae is None and not compile:
-        return model
+        return load_model("random-sd:tiny", device=device, progress=False)
+    model = load_model("random-sd:tiny", device=device, progress=False, cpu_layers=False)  # rebuilt below: the
+    # SDModel around its UNet swaps in the CPU layers itself (not when compiled: inductor packs its own)
     tiny_vae = torch.nn.Module.to(_random_taesd(device), device, model.dtype) if vae == "taesd" else model.vae
     return SDModel(name=model.name, unet=model.unet, text_encoder=model.text_encoder, tokenizer=model.tokenizer,
                    vae=tiny_vae, alphas_cumprod=model.alphas_cumprod, prediction_type=model.prediction_type,

@@ -65,6 +65,7 @@ def test_use_cpu_layers_swaps_a_vae_and_keeps_its_picture() -> None:
     fast = copy.deepcopy(vae)
     counts = use_cpu_layers(fast)
     assert counts["upsample"] == 2 and counts["conv"] > 10  # two 2x upsamplers; every other conv packed
+    assert use_cpu_layers(fast) == {"upsample": 0, "conv": 0, "linear": 0}  # a second call leaves it as it is
     z = torch.randn(1, 4, 8, 8, generator=_gen(4))
     with torch.inference_mode():
         expected, got = vae.decode(z).sample, fast.decode(z).sample
