@@ -1,7 +1,8 @@
 """Picture and sound in sync over a whole recording: `python -m livekit.av_sync [--seconds 60] [--window]`.
 
-Plays a click track (120 BPM) into a show whose picture flashes white on every click (`morph = audio.level`
-between "black" and "white"), records it to an mp4 (headless, or with the window on SDL's dummy driver), then finds
+Plays a click track (120 BPM) into a show whose picture flashes bright on every click (`morph = audio.level`
+between "dark" and "bright"; the builtin model gives "black" and "white" alike its white-on-black palette), records
+it to an mp4 (headless, or with the window on SDL's dummy driver), then finds
 the clicks in the file's audio track and the flashes in its video track and prints the click-to-flash offset at the
 start and at the end of the file. The offset itself is the show's reaction time (analysis plus the frames in
 flight); what must not happen is drift: start and end should agree within one frame.
@@ -28,7 +29,7 @@ SKETCH = '''from livekit import Sketch, audio
 
 
 class Flash(Sketch):
-    prompts = ["black", "white"]
+    prompts = ["dark", "bright"]
     size = (64, 64)
     fps = {fps}
     morph = audio.level.range(0.0, 1.0)
