@@ -34,6 +34,17 @@ class _SDLRect(ctypes.Structure):
     _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_int), ("w", ctypes.c_int), ("h", ctypes.c_int)]
 
 
+class _SDLRendererInfo(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("flags", ctypes.c_uint32), ("num_texture_formats", ctypes.c_uint32),
+                ("texture_formats", ctypes.c_uint32 * 16), ("max_texture_width", ctypes.c_int),
+                ("max_texture_height", ctypes.c_int)]
+
+
+_SDL_RENDERER_SOFTWARE = 0x1
+_GL_RENDERER = 0x1F01
+_SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "swr", "software")  # Mesa's CPU rasterisers, Windows' GDI one
+
+
 def _loaded_sdl_path() -> str | None:
     """Path of the SDL2 shared library pygame uses (the same handle, so SDL's state is shared)."""
     if sys.platform.startswith("linux"):
@@ -72,6 +83,9 @@ def _sdl() -> ctypes.CDLL | None:
         lib.SDL_GetRenderer.argtypes = [ctypes.c_void_p]
         lib.SDL_RenderPresent.restype = None
         lib.SDL_RenderPresent.argtypes = [ctypes.c_void_p]
+        lib.SDL_GetRendererInfo.argtypes = [ctypes.c_void_p, ctypes.POINTER(_SDLRendererInfo)]
+        lib.SDL_GL_GetProcAddress.restype = ctypes.c_void_p
+        lib.SDL_GL_GetProcAddress.argtypes = [ctypes.c_char_p]
         return lib
     except (OSError, AttributeError) as exc:
         log.debug("SDL2 display queries unavailable (%s): names and refresh rates fall back to defaults", exc)
@@ -152,6 +166,32 @@ def gil_free_present(window_id: int) -> Callable[[], None] | None:
         present(renderer)
 
     return call
+
+
+def renderer_description(window_id: int) -> tuple[str, str, bool] | None:
+    """(SDL renderer name, GL renderer string or "", drawn by the CPU?) for the window's renderer; None if unknown.
+
+    Call on the thread that created the renderer (its GL context is current there). A CPU renderer is SDL's
+    software one, or a GL one whose driver rasterises on the CPU (Mesa llvmpipe under Xvfb or a VM without a GPU).
+    """
+    lib = _sdl()
+    if lib is None:
+        return None
+    window = lib.SDL_GetWindowFromID(window_id)
+    renderer = lib.SDL_GetRenderer(window) if window else None
+    info = _SDLRendererInfo()
+    if not renderer or lib.SDL_GetRendererInfo(renderer, ctypes.byref(info)) != 0:
+        return None
+    name = (info.name or b"").decode(errors="replace")
+    gl = ""
+    if name.startswith("opengl"):
+        address = lib.SDL_GL_GetProcAddress(b"glGetString")
+        if address:
+            text = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_uint)(address)(_GL_RENDERER)
+            gl = (text or b"").decode(errors="replace")
+    cpu = bool(info.flags & _SDL_RENDERER_SOFTWARE) or name == "software" or any(
+        word in gl.lower() for word in _SOFTWARE_GL)
+    return name, gl, cpu
 
 
 def centered_on_display(index: int) -> tuple[int, int]:

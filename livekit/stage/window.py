@@ -13,7 +13,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 
 import numpy as np
@@ -22,6 +21,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402  (the prompt variable must be set first)
 from pygame._sdl2.video import Renderer, Texture, Window  # noqa: E402
 
+from livekit.stage.config import StageConfig  # noqa: E402
 from livekit.stage.display import (  # noqa: E402
     Placement,
     centered_on_display,
@@ -29,9 +29,10 @@ from livekit.stage.display import (  # noqa: E402
     display_refresh_hz,
     gil_free_present,
     list_displays,
+    renderer_description,
 )
 from livekit.stage.hud import HudInfo, HudPainter, HudStatus  # noqa: E402
-from livekit.stage.mix import SCALING_MODES, FrameMixer, MixState, scaled_rects  # noqa: E402
+from livekit.stage.mix import FrameMixer, MixState, scaled_rects  # noqa: E402
 from livekit.stage.pacing import DisplayPacer  # noqa: E402
 
 __all__ = ["HudInfo", "Stage", "StageConfig", "list_displays"]
@@ -46,37 +47,6 @@ for _n in range(1, 10):
     _KEY_ACTIONS[getattr(pygame, f"K_{_n}")] = f"scene:{_n}"
     _KEY_ACTIONS[getattr(pygame, f"K_KP{_n}")] = f"scene:{_n}"
 _CHORD_MODS = pygame.KMOD_CTRL | pygame.KMOD_ALT | pygame.KMOD_GUI  # shortcuts of the OS, not ours
-
-
-@dataclass(frozen=True)
-class StageConfig:
-    """How the stage window looks and paces itself."""
-
-    size_px: tuple[int, int] = (1280, 720)  # window size when windowed (rehearsal); fullscreen uses the desktop size
-    fullscreen: bool = False  # start fullscreen: borderless at the display's resolution, cursor hidden
-    display: int = 0  # display index the window opens on (`livekit devices` lists them)
-    scaling: str = "fit"  # fit: whole frame, letterboxed; fill: cover the screen, centre crop; stretch: ignore aspect
-    vsync: bool = True  # let presents wait for the display refresh where the platform gives it
-    show_hud: bool = False  # HUD visible at start (H toggles it)
-    title: str = "livekit"  # window title
-    display_hz: float | None = None  # display rate to pace to without vsync; None: the display's refresh rate
-    crossfade_max_s: float = 0.5  # longest crossfade between two generated frames; 0 cuts instead
-    hud_hz: float = 10.0  # HUD panel redraws per second (the picture moves at the display rate; under a software
-    # GL at 1080p each redraw's upload costs display frames: 30 Hz showed 50 fps, 10 Hz 56, no HUD 57-60)
-
-    def __post_init__(self) -> None:
-        if self.scaling not in SCALING_MODES:
-            raise ValueError(f"scaling must be one of {', '.join(SCALING_MODES)}, got {self.scaling!r}")
-        if len(self.size_px) != 2 or min(self.size_px) < 16:
-            raise ValueError(f"size_px must be (width, height) of at least 16 px each, got {self.size_px}")
-        if self.display < 0:
-            raise ValueError(f"display must be a display index >= 0, got {self.display}")
-        if self.display_hz is not None and not 1.0 <= self.display_hz <= 1000.0:
-            raise ValueError(f"display_hz must be in 1..1000 (or None for the display's rate), got {self.display_hz}")
-        if self.crossfade_max_s < 0:
-            raise ValueError(f"crossfade_max_s must be >= 0 (0 cuts between frames), got {self.crossfade_max_s}")
-        if self.hud_hz <= 0:
-            raise ValueError(f"hud_hz must be > 0, got {self.hud_hz}")
 
 
 class Stage:
@@ -103,6 +73,7 @@ class Stage:
         self._placement: Placement | None = None
         self._hud_visible = self.config.show_hud
         self._last_esc_s = -math.inf
+        self._cpu_mix = False  # crossfades blended on the CPU, one upload (set in open() for CPU renderers)
         self._errors = 0
         self._last_logged: tuple[str, float] = ("", -math.inf)
         self.last_frame_time_s: float | None = None  # time_s of the newest submitted frame
@@ -126,6 +97,10 @@ class Stage:
             log.warning("accelerated renderer unavailable (%s); using SDL's software renderer", exc)
             self._renderer = Renderer(self._window, accelerated=0, vsync=self.config.vsync)
         self._present = gil_free_present(self._window.id) or self._renderer.present
+        described = renderer_description(self._window.id)
+        self._cpu_mix = self.config.cpu_mix if self.config.cpu_mix is not None else bool(described and described[2])
+        log.info("renderer %s (%s): crossfades blended on the %s", *(described[:2] if described else ("?", "?")),
+                 "CPU" if self._cpu_mix else "GPU")
         self._painter = HudPainter()
         self._placement = Placement(self._window, self.config.display, self.config.size_px)
         if self.config.fullscreen:
@@ -198,6 +173,11 @@ class Stage:
     def display_hz(self) -> float:
         """The display rate the stage paces to without vsync."""
         return 1.0 / self._pacer.period_s
+
+    @property
+    def cpu_mix(self) -> bool:
+        """Whether crossfades are blended on the CPU (one texture upload) rather than as two blended quads."""
+        return self._cpu_mix
 
     @property
     def errors(self) -> int:
@@ -329,25 +309,7 @@ class Stage:
         renderer.clear()
         view = renderer.get_viewport()
         if state.current is not None:
-            h, w = state.current.shape[:2]
-            src, dst = scaled_rects((w, h), (view.width, view.height), self.config.scaling)
-            fading = state.previous is not None and state.weight < 1.0
-            if fading:
-                held = self._textures.get("current")
-                if held is not None and held[1] is state.previous:  # last target starts this fade: swap, no upload
-                    spare = self._textures.get("previous")
-                    self._textures["previous"] = held
-                    if spare is not None:
-                        self._textures["current"] = spare
-                    else:
-                        del self._textures["current"]
-                under = self._texture("previous", state.previous)
-                under.blend_mode, under.alpha = _BLEND_NONE, 255
-                under.draw(srcrect=src, dstrect=dst)
-            top = self._texture("current", state.current)
-            top.blend_mode = _BLEND_ALPHA if fading else _BLEND_NONE
-            top.alpha = round(255 * state.weight) if fading else 255
-            top.draw(srcrect=src, dstrect=dst)
+            self._draw_picture(state, (view.width, view.height))
         if self._hud_visible:
             self._draw_hud(now_s, (view.width, view.height))
         with self._lock:
@@ -359,6 +321,36 @@ class Stage:
                 self._toast_texture = (key, Texture.from_surface(renderer, surface))
             box = self._toast_texture[1]
             box.draw(dstrect=((view.width - box.width) // 2, view.height - box.height - view.height // 12))
+
+    def _draw_picture(self, state: MixState, window_px: tuple[int, int]) -> None:
+        """The picture, scaled into the window: a crossfade is two blended quads on a GPU, one CPU-blended upload on
+        a software renderer (where every scaled quad costs CPU time at the window's size)."""
+        h, w = state.current.shape[:2]
+        src, dst = scaled_rects((w, h), window_px, self.config.scaling)
+        fading = state.previous is not None and state.weight < 1.0
+        if fading and self._cpu_mix:  # the blend NDI and recording send anyway, computed once per present
+            mixed = self.displayed_frame() if state is self._shown else state.frame()
+            if mixed is not None:
+                top = self._texture("mixed", mixed)
+                top.blend_mode, top.alpha = _BLEND_NONE, 255
+                top.draw(srcrect=src, dstrect=dst)
+                return
+        if fading:
+            held = self._textures.get("current")
+            if held is not None and held[1] is state.previous:  # last target starts this fade: swap, no upload
+                spare = self._textures.get("previous")
+                self._textures["previous"] = held
+                if spare is not None:
+                    self._textures["current"] = spare
+                else:
+                    del self._textures["current"]
+            under = self._texture("previous", state.previous)
+            under.blend_mode, under.alpha = _BLEND_NONE, 255
+            under.draw(srcrect=src, dstrect=dst)
+        top = self._texture("current", state.current)
+        top.blend_mode = _BLEND_ALPHA if fading else _BLEND_NONE
+        top.alpha = round(255 * state.weight) if fading else 255
+        top.draw(srcrect=src, dstrect=dst)
 
     def _draw_hud(self, now_s: float, window_px: tuple[int, int]) -> None:
         assert self._renderer is not None and self._painter is not None

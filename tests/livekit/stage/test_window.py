@@ -314,3 +314,24 @@ def test_other_threads_run_while_the_stage_presents() -> None:
         worker.join()
     assert max(presents) > 0.02, "presents too fast to tell; make the window bigger"
     assert np.diff(stamps).max() < 0.5 * max(presents)
+
+
+@pytest.mark.parametrize("cpu_mix", [None, False], ids=["auto", "two-quads"])
+def test_a_crossfade_looks_the_same_blended_on_the_cpu_or_as_two_quads(cpu_mix: bool | None) -> None:
+    with Stage(StageConfig(size_px=(320, 180), vsync=False, cpu_mix=cpu_mix)) as stage:
+        assert stage.cpu_mix == (cpu_mix is None)  # the dummy driver's renderer is SDL's software one: CPU blend
+        stage.submit(solid((0, 40, 200), (90, 90)), 0.0)
+        stage.tick()
+        time.sleep(0.5)  # frames half a second apart: each fade takes its longest, 0.5 s
+        stage.submit(solid((240, 120, 0), (90, 90)), 0.5)
+        seen = []
+        stage.tick()  # the fade starts here
+        for _ in range(3):
+            time.sleep(0.05)
+            stage.tick()
+            seen.append((stage.displayed_frame()[45, 45].astype(int), stage.window_snapshot()[90, 160].astype(int)))
+        for frame_px, window_px in seen:
+            assert 0 < frame_px[0] < 240 and 40 < frame_px[1] < 120  # mid fade
+            assert np.abs(frame_px - window_px).max() <= 2  # the window shows the blend the outputs get
+        assert seen[-1][0][0] > seen[0][0][0]  # and it moves on
+        assert stage.errors == 0
