@@ -189,8 +189,7 @@ def renderer_description(window_id: int) -> tuple[str, str, bool] | None:
         if address:
             text = ctypes.CFUNCTYPE(ctypes.c_char_p, ctypes.c_uint)(address)(_GL_RENDERER)
             gl = (text or b"").decode(errors="replace")
-    cpu = bool(info.flags & _SDL_RENDERER_SOFTWARE) or name == "software" or any(
-        word in gl.lower() for word in _SOFTWARE_GL)
+    cpu = bool(info.flags & _SDL_RENDERER_SOFTWARE) or any(word in gl.lower() for word in _SOFTWARE_GL)
     return name, gl, cpu
 
 

@@ -329,28 +329,29 @@ class Stage:
         src, dst = scaled_rects((w, h), window_px, self.config.scaling)
         fading = state.previous is not None and state.weight < 1.0
         if fading and self._cpu_mix:  # the blend NDI and recording send anyway, computed once per present
-            mixed = self.displayed_frame() if state is self._shown else state.frame()
-            if mixed is not None:
-                top = self._texture("mixed", mixed)
-                top.blend_mode, top.alpha = _BLEND_NONE, 255
-                top.draw(srcrect=src, dstrect=dst)
-                return
-        if fading:
-            held = self._textures.get("current")
-            if held is not None and held[1] is state.previous:  # last target starts this fade: swap, no upload
-                spare = self._textures.get("previous")
-                self._textures["previous"] = held
-                if spare is not None:
-                    self._textures["current"] = spare
-                else:
-                    del self._textures["current"]
-            under = self._texture("previous", state.previous)
-            under.blend_mode, under.alpha = _BLEND_NONE, 255
-            under.draw(srcrect=src, dstrect=dst)
-        top = self._texture("current", state.current)
+            top = self._texture("mixed", self.displayed_frame() if state is self._shown else state.frame())
+            fading = False
+        else:
+            if fading:
+                self._reuse_target_as_start(state.previous)
+                under = self._texture("previous", state.previous)
+                under.blend_mode, under.alpha = _BLEND_NONE, 255
+                under.draw(srcrect=src, dstrect=dst)
+            top = self._texture("current", state.current)
         top.blend_mode = _BLEND_ALPHA if fading else _BLEND_NONE
         top.alpha = round(255 * state.weight) if fading else 255
         top.draw(srcrect=src, dstrect=dst)
+
+    def _reuse_target_as_start(self, start: np.ndarray) -> None:
+        """When the last fade's target starts this fade, its texture becomes the "previous" one: no upload."""
+        held = self._textures.get("current")
+        if held is not None and held[1] is start:
+            spare = self._textures.get("previous")
+            self._textures["previous"] = held
+            if spare is not None:
+                self._textures["current"] = spare
+            else:
+                del self._textures["current"]
 
     def _draw_hud(self, now_s: float, window_px: tuple[int, int]) -> None:
         assert self._renderer is not None and self._painter is not None
