@@ -8,30 +8,39 @@ dpmpp_2m     : DPM-Solver++(2M), data prediction, midpoint form; the history is 
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Callable
 
 import torch
 
-from pipeline.schedule import SlotTable
+from pipeline.schedule import SlotColumns, SlotTable
 
 
 def _col(v: torch.Tensor) -> torch.Tensor:
-    """(N,) -> (N, 1, 1, 1) for broadcasting over latents."""
-    return v.view(-1, 1, 1, 1)
+    """(N,) -> (N, 1, 1, 1) for broadcasting over latents (a column already is one)."""
+    return v if v.dim() == 4 else v.view(-1, 1, 1, 1)
 
 
-def _pick(v: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
-    """Rows idx of a per-slot vector; idx None means every slot in order (no copy)."""
-    return v if idx is None else v[idx]
+def _columns(table: SlotTable, idx: torch.Tensor | None) -> SlotColumns:
+    """The (B, 1, 1, 1) coefficients of slots idx (None: every slot), all cached by the table but a batch of
+    several chosen slots."""
+    if idx is None:
+        return table.columns
+    if idx.numel() == 1:
+        return table.slot_columns[int(idx)]
+    k = table.columns
+    return SlotColumns(*(getattr(k, f.name)[idx] for f in fields(SlotColumns)))
 
 
-def to_x0(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
-    """Data prediction x0 from a model output (epsilon, v_prediction or sample); alpha, sigma are (B,)."""
+def to_x0(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction: str,
+          into: torch.Tensor | None = None) -> torch.Tensor:
+    """Data prediction x0 from a model output (epsilon, v_prediction or sample); alpha, sigma are (B,) or columns.
+    into, if given, receives x0 (epsilon and v_prediction; a sample prediction is returned as it is)."""
     a, s = _col(alpha), _col(sigma)
     if prediction == "epsilon":
-        return torch.addcmul(x, out, s, value=-1.0).div_(a)  # (x - s out) / a in two passes
+        return torch.addcmul(x, out, s, value=-1.0, out=into).div_(a)  # (x - s out) / a in two passes
     if prediction == "v_prediction":
-        return a * x - s * out
+        return torch.mul(x, a, out=into).addcmul_(out, s, value=-1.0)
     if prediction == "sample":
         return out
     raise ValueError(f"prediction type must be epsilon, v_prediction or sample, got {prediction!r}")
@@ -63,23 +72,25 @@ def boundary(x0: torch.Tensor, x: torch.Tensor, table: SlotTable, idx: torch.Ten
         x0 = dynamic_threshold(x0, *table.threshold)
     if table.sampler != "lcm":
         return x0
-    return _col(_pick(table.c_skip, idx)) * x + _col(_pick(table.c_out, idx)) * x0
+    k = _columns(table, idx)
+    return k.c_skip * x + k.c_out * x0
 
 
 def advance(
     x: torch.Tensor, x0: torch.Tensor, x0_prev: torch.Tensor | None, noise: torch.Tensor | None,
-    table: SlotTable, idx: torch.Tensor | None,
+    table: SlotTable, idx: torch.Tensor | None, into: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One step for the slots idx (None: every slot): x_next = a x + b (x0 + d (x0 - x0_prev)) + c noise.  x, x0: (B, C, h, w)."""
-    b = _pick(table.b, idx)
-    x_next = x * _col(_pick(table.a, idx))  # fused multiply-adds: one pass over the latents per term
+    """One step for the slots idx (None: every slot): x_next = a x + b (x0 + d (x0 - x0_prev)) + c noise.
+
+    x, x0: (B, C, h, w); into, if given, receives x_next (the stream writes it straight into its next batch)."""
+    k = _columns(table, idx)
+    x_next = torch.mul(x, k.a, out=into)  # fused multiply-adds: one pass over the latents per term
     if x0_prev is not None and table.sampler == "dpmpp_2m":  # D = x0 + d (x0 - x0_prev): the midpoint correction
-        bd = b * _pick(table.d, idx)  # d = 0 where first order
-        x_next.addcmul_(x0, _col(b + bd)).addcmul_(x0_prev, _col(bd), value=-1.0)
+        x_next.addcmul_(x0, k.b_2m).addcmul_(x0_prev, k.bd, value=-1.0)  # d = 0 where first order
     else:
-        x_next.addcmul_(x0, _col(b))
+        x_next.addcmul_(x0, k.b)
     if noise is not None and table.sampler in ("turbo", "lcm"):
-        x_next.addcmul_(noise, _col(_pick(table.c, idx)))  # re-noise with the slot's fixed noise
+        x_next.addcmul_(noise, k.c)  # re-noise with the slot's fixed noise
     return x_next
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -185,9 +186,43 @@ class SlotTable:
         def kind(k: str, v: torch.Tensor) -> torch.dtype:
             return v.dtype if not v.is_floating_point() else torch.float32 if k == "timesteps" else dtype
 
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
         moved = {k: (v.to(device=device, dtype=kind(k, v)) if isinstance(v, torch.Tensor) else v)
-                 for k, v in vars(self).items()}
+                 for k, v in values.items()}
         return SlotTable(**moved)
+
+    @cached_property
+    def columns(self) -> "SlotColumns":
+        """The per-slot coefficients as (N, 1, 1, 1) columns, computed once per table (the stream's hot path)."""
+        def col(v: torch.Tensor) -> torch.Tensor:
+            return v.reshape(-1, 1, 1, 1)
+
+        bd = self.b * self.d  # dpmpp_2m: D = x0 + d (x0 - x0_prev), so b D = (b + bd) x0 - bd x0_prev
+        return SlotColumns(alpha=col(self.alpha), sigma=col(self.sigma), a=col(self.a), b=col(self.b),
+                           c=col(self.c), c_skip=col(self.c_skip), c_out=col(self.c_out), b_2m=col(self.b + bd),
+                           bd=col(bd))
+
+    @cached_property
+    def slot_columns(self) -> tuple["SlotColumns", ...]:
+        """Slot i's (1, 1, 1, 1) columns, views of `columns` (sequential sampling runs one slot at a time)."""
+        k = self.columns
+        return tuple(SlotColumns(*(getattr(k, f.name)[i:i + 1] for f in fields(SlotColumns)))
+                     for i in range(self.slots))
+
+
+@dataclass(frozen=True)
+class SlotColumns:
+    """A SlotTable's vectors as (N, 1, 1, 1) columns that broadcast over latents (N, C, h, w)."""
+
+    alpha: torch.Tensor
+    sigma: torch.Tensor
+    a: torch.Tensor
+    b: torch.Tensor
+    c: torch.Tensor
+    c_skip: torch.Tensor
+    c_out: torch.Tensor
+    b_2m: torch.Tensor  # b (1 + d): the weight of x0 in the second-order update
+    bd: torch.Tensor  # b d: the weight of x0_prev (subtracted)
 
 
 def diagonal(tables: list[SlotTable]) -> SlotTable:

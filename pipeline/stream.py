@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -51,6 +52,25 @@ class EngineStats:
     batch_sizes: list[int] = field(default_factory=list)  # batch size of every call (bounded)
 
 
+class _StepBuffers(NamedTuple):
+    """Views of the two tensors a stream step writes: the next batch (N + 1, C, h, w), where the shift is the
+    layout (row 0 enters, rows 1..N-1 move on, row N leaves), and the x0 history (N + 1, C, h, w), whose row 0 stays
+    zero (a frame entering slot 0 has no history) and whose rows 1..N take this step's x0."""
+
+    entry: torch.Tensor  # (C, h, w) batch row 0: the frame entering slot 0
+    advanced: torch.Tensor  # (N, C, h, w) batch rows 1..N: every slot advanced one step
+    x: torch.Tensor  # (N, C, h, w) batch rows 0..N-1: the next step's slot latents
+    out: torch.Tensor  # (1, C, h, w) batch row N: the finished frame
+    x0: torch.Tensor  # (N, C, h, w) history rows 1..N: this step's x0 of every slot
+    x0_prev: torch.Tensor  # (N, C, h, w) history rows 0..N-1: the x0 each frame of the next step had
+
+    @classmethod
+    def like(cls, x: torch.Tensor) -> "_StepBuffers":
+        """Zeroed buffers for slot latents shaped like x (N, C, h, w)."""
+        batch, history = (x.new_zeros((x.shape[0] + 1, *x.shape[1:])) for _ in "bh")
+        return cls(batch[0], batch[1:], batch[:-1], batch[-1:], history[1:], history[:-1])
+
+
 class StreamEngine:
     """N frames in flight at staggered timesteps; each `step()` is one model call and returns one finished frame."""
 
@@ -87,10 +107,15 @@ class StreamEngine:
         self.latent_shape = tuple(self.model.latent_shape(self.config.size_px))
         self._noise_cache.clear()
         self._noise_blend: tuple[tuple | None, tuple[torch.Tensor, ...] | None] = (None, None)  # (a, b, partner)
+        self._walked: tuple[tuple | None, torch.Tensor | None] = (None, None)  # ((seeds, walk phase), noise)
         n = self.slots
         dev, dt = self.model.device, self.model.dtype
         self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
         self._x0_prev = torch.zeros_like(self._x)  # (N, C, h, w) x0 each frame had at its previous slot
+        # what _advance writes into, in turn: the next (N + 1, C, h, w) batch and (N, C, h, w) x0 history
+        self._buffers = [_StepBuffers.like(self._x) for _ in "ab"]  # what _advance writes, in turn
+        self._turn = 0
+        self._cond_batch: tuple[torch.Tensor | None, torch.Tensor] = (None, self._x[:0])  # (emb, emb as a batch)
         # (N, C, h, w) what residual CFG carries per frame: "self" the virtual residual noise, "onetime" the
         # negative prompt's x0 estimate from slot 0 (the negative noise at a slot is the residual against it)
         self._stock = torch.zeros_like(self._x)
@@ -106,7 +131,6 @@ class StreamEngine:
         """The table new frames enter with (frames in flight keep theirs, see `_rows`)."""
         self.table = table.to(self.model.device, self.model.dtype)
         self._all = torch.arange(table.slots, device=self.model.device)
-        self._zero_row: torch.Tensor | None = None  # x0 history of a frame entering slot 0
 
     def _rows(self) -> SlotTable:
         """The batch's table: row i is row i of the table the frame in slot i entered with."""
@@ -167,11 +191,13 @@ class StreamEngine:
             seeds = [self._seed_noise(s) for s, _ in cond.seeds]
             weights = [w for _, w in cond.seeds]
             a, b = blend_noise([s[0] for s in seeds], weights), blend_noise([s[1] for s in seeds], weights)
+            if self.config.sampler not in ("turbo", "lcm"):  # no re-noise: only the start noise is ever read
+                a, b = a[:1], b[:1]
             self._noise_blend = (cond.seeds, (a, b, walk_partner(a, b)))
-        a, b, partner = self._noise_blend[1]
-        if self.config.sampler not in ("turbo", "lcm"):  # no re-noise: only the start noise is ever read
-            a, b, partner = a[:1], b[:1], partner[:1]
-        return noise_walk(a, b, cond.noise_walk, partner)
+        if self._walked[0] != (cond.seeds, cond.noise_walk):  # a frozen walk knob: the same noise again
+            a, b, partner = self._noise_blend[1]
+            self._walked = ((cond.seeds, cond.noise_walk), noise_walk(a, b, cond.noise_walk, partner))
+        return self._walked[1]
 
     def _image_latent(self, cond: Conditioning) -> torch.Tensor | None:
         """(1, C, h, w) clean latent of the input image (img2img) or of the last output (feedback)."""
@@ -210,19 +236,22 @@ class StreamEngine:
 
     # ---- the stream --------------------------------------------------------------------------------------------
     def _x0(self, x: torch.Tensor, idx: torch.Tensor | None, emb: torch.Tensor, neg: torch.Tensor | None,
-            stock: torch.Tensor, cond: Conditioning, table: SlotTable) -> tuple[torch.Tensor, torch.Tensor]:
+            stock: torch.Tensor, cond: Conditioning, table: SlotTable,
+            into: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Guided data prediction for latents x (B, C, h, w) at slots idx of table (None: every slot); one model
         call. Returns (x0, stock): stock is the residual noise ("self") or the negative x0 estimate ("onetime")
-        each frame carries."""
-        if idx is None:
-            t, alpha, sigma = table.timesteps.float(), table.alpha, table.sigma
+        each frame carries. Unguided, x0 is written into `into` when given (the stream's x0 history)."""
+        if idx is None:  # the table's timesteps are float32 already (SlotTable.to), its columns cached
+            t, alpha, sigma = table.timesteps, table.columns.alpha, table.columns.sigma
         else:
             t, alpha, sigma = table.timesteps[idx].float(), table.alpha[idx], table.sigma[idx]
         pred, mode, b = self.model.prediction_type, self.config.cfg, x.shape[0]
-        cond_b = emb.expand(b, *emb.shape)  # (B, L, D)
+        if self._cond_batch[0] is not emb or self._cond_batch[1].shape[0] != b:
+            self._cond_batch = (emb, emb.expand(b, *emb.shape))  # (B, L, D), kept while the prompt mix holds
+        cond_b = self._cond_batch[1]
         if mode == "none" or (mode == "self" and cond.guidance == 1.0):  # g = 1: eps = eps_cond exactly
             out = self._call(x, t, cond_b)
-            return samplers.to_x0(out, x, alpha, sigma, pred), stock
+            return samplers.to_x0(out, x, alpha, sigma, pred, into=into), stock
         if mode == "full":
             out = self._call(torch.cat([x, x]), torch.cat([t, t]), torch.cat([neg.expand(b, *neg.shape), cond_b]))
             eps_neg = samplers.to_eps(out[:b], x, alpha, sigma, pred)
@@ -265,24 +294,30 @@ class StreamEngine:
                  image_latent: torch.Tensor | None, cond: Conditioning) -> torch.Tensor:
         """One stream step: a model call for every slot, shift, a new frame into slot 0. Returns the output latent."""
         x, rows = self._x, self._rows()
-        x0, stock = self._x0(x, None, emb, neg, self._stock, cond, rows)  # (N, C, h, w); None: every slot
+        buf = self._next_buffers()
+        x0, stock = self._x0(x, None, emb, neg, self._stock, cond, rows, into=buf.x0)  # (N, C, h, w)
         x0 = samplers.boundary(x0, x, rows, None)
         renoise = self._renoise() if self.config.sampler in ("turbo", "lcm") else None  # (N, C, h, w)
-        x_next = samplers.advance(x, x0, self._x0_prev, renoise, rows, None)  # (N, C, h, w)
-        out = x_next[-1:]  # the frame leaving the last slot (x_next is not written to below)
+        x_next = samplers.advance(x, x0, self._x0_prev, renoise, rows, None, into=buf.advanced)  # (N, C, h, w)
         entry, entry_stock = self._entry(noise, image_latent)
         if self.config.cfg == "self":
             nxt = residual_noise(x_next[:-1], x0[:-1], rows.alpha_next[:-1], rows.sigma_next[:-1])
             self._stock = torch.cat([entry_stock[None], nxt])
         elif self.config.cfg == "onetime":
             self._stock = torch.cat([entry_stock[None], stock[:-1]])
-        self._x = torch.cat([entry[None], x_next[:-1]])
-        if self._zero_row is None or self._zero_row.shape[1:] != x0.shape[1:] or self._zero_row.dtype != x0.dtype:
-            self._zero_row = torch.zeros_like(x0[:1])
-        self._x0_prev = torch.cat([self._zero_row, x0[:-1]])  # a frame entering slot 0 has no history
+        buf.entry.copy_(entry)
+        if x0 is not buf.x0:  # guided or boundary-conditioned: x0 is not in place yet
+            buf.x0.copy_(x0)
+        self._x, self._x0_prev = buf.x, buf.x0_prev
         self._frame_tables = [self.table] + self._frame_tables[:-1]
         self._frame_noise = [noise] + self._frame_noise[:-1]
-        return out
+        return buf.out
+
+    def _next_buffers(self) -> _StepBuffers:
+        """What this step writes: two sets taken in turn, so a step writes the set the previous step did not (it
+        reads that one) and the stream allocates nothing."""
+        self._turn ^= 1
+        return self._buffers[self._turn]
 
     def _renoise(self) -> torch.Tensor:
         """(N, C, h, w): row i is the re-noise of the frame in slot i, from the noise set it entered with."""
@@ -313,7 +348,6 @@ class StreamEngine:
         self._set_motion(cond)
         emb = self._prompt_embedding(cond)
         neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
-        noise = self._noise(cond)
         image_latent = self._image_latent(cond) if self.config.mode != "txt2img" else None
         self._set_reference(image_latent)
         self._update_strength(cond, image_latent)
@@ -321,12 +355,12 @@ class StreamEngine:
         key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
                cond.delta, self._strength, cond.motion_phase, control)  # strength is 1.0 unless an image enters
         if self._needs_fill:
-            self._fill(emb, neg, noise, image_latent, cond)
+            self._fill(emb, neg, self._noise(cond), image_latent, cond)
             self._static_key, self._static_count = key, self.slots  # every slot now holds a frame of this key
         if self._skip(key, image_latent):
             self.stats.skipped += 1
             return self._last_image
-        latent = self._advance(emb, neg, noise, image_latent, cond)
+        latent = self._advance(emb, neg, self._noise(cond), image_latent, cond)
         self._static_count += 1
         self._last_latent = latent
         self._last_image = self.model.decode(latent)[0]  # decode returns [0, 1] (the Denoiser protocol)
