@@ -46,7 +46,8 @@ def to_x0(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.
     raise ValueError(f"prediction type must be epsilon, v_prediction or sample, got {prediction!r}")
 
 
-def to_eps(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction: str) -> torch.Tensor:
+def to_eps(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
+           prediction: str) -> torch.Tensor:
     """Noise prediction epsilon from a model output; alpha, sigma are (B,)."""
     a, s = _col(alpha), _col(sigma)
     if prediction == "epsilon":

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -15,6 +14,7 @@ from pipeline.guidance import CFG_MODES, batch_size, guide, residual_noise, samp
 from pipeline.protocol import Denoiser, ModelDefaults
 from pipeline.schedule import ScheduleConfig, SchedulerSettings, SlotTable, diagonal, table_for
 from pipeline.similarity import SimilarityFilter
+from pipeline.stream_state import EngineStats, StepBuffers
 
 MODES = ("txt2img", "img2img", "feedback")
 _NOISE_CACHE_SIZE = 64
@@ -38,37 +38,6 @@ class EngineConfig:
     max_skip_frames: int = 10  # image input: never skip more than this many frames in a row
     skip_static: bool = True  # txt2img: skip the model when nothing changed (the frame would be identical)
     filter_seed: int = 0  # seed of the stochastic similarity filter's coin
-
-
-@dataclass
-class EngineStats:
-    """What the engine did: frames computed or skipped, model calls and their batch sizes."""
-
-    computed: int = 0  # frames produced by a model call
-    skipped: int = 0  # frames answered by the similarity filter / static skip
-    model_calls: int = 0  # every model call, prefill included
-    prefill_calls: int = 0  # model calls spent refilling the stream
-    last_batch_size: int = 0  # batch size of the latest model call
-    batch_sizes: list[int] = field(default_factory=list)  # batch size of every call (bounded)
-
-
-class _StepBuffers(NamedTuple):
-    """Views of the two tensors a stream step writes: the next batch (N + 1, C, h, w), where the shift is the
-    layout (row 0 enters, rows 1..N-1 move on, row N leaves), and the x0 history (N + 1, C, h, w), whose row 0 stays
-    zero (a frame entering slot 0 has no history) and whose rows 1..N take this step's x0."""
-
-    entry: torch.Tensor  # (C, h, w) batch row 0: the frame entering slot 0
-    advanced: torch.Tensor  # (N, C, h, w) batch rows 1..N: every slot advanced one step
-    x: torch.Tensor  # (N, C, h, w) batch rows 0..N-1: the next step's slot latents
-    out: torch.Tensor  # (1, C, h, w) batch row N: the finished frame
-    x0: torch.Tensor  # (N, C, h, w) history rows 1..N: this step's x0 of every slot
-    x0_prev: torch.Tensor  # (N, C, h, w) history rows 0..N-1: the x0 each frame of the next step had
-
-    @classmethod
-    def like(cls, x: torch.Tensor) -> "_StepBuffers":
-        """Zeroed buffers for slot latents shaped like x (N, C, h, w)."""
-        batch, history = (x.new_zeros((x.shape[0] + 1, *x.shape[1:])) for _ in "bh")
-        return cls(batch[0], batch[1:], batch[:-1], batch[-1:], history[1:], history[:-1])
 
 
 class StreamEngine:
@@ -113,7 +82,7 @@ class StreamEngine:
         self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
         self._x0_prev = torch.zeros_like(self._x)  # (N, C, h, w) x0 each frame had at its previous slot
         # what _advance writes into, in turn: the next (N + 1, C, h, w) batch and (N, C, h, w) x0 history
-        self._buffers = [_StepBuffers.like(self._x) for _ in "ab"]  # what _advance writes, in turn
+        self._buffers = [StepBuffers.like(self._x) for _ in "ab"]  # what _advance writes, in turn
         self._turn = 0
         self._cond_batch: tuple[torch.Tensor | None, torch.Tensor] = (None, self._x[:0])  # (emb, emb as a batch)
         # (N, C, h, w) what residual CFG carries per frame: "self" the virtual residual noise, "onetime" the
@@ -313,9 +282,8 @@ class StreamEngine:
         self._frame_noise = [noise] + self._frame_noise[:-1]
         return buf.out
 
-    def _next_buffers(self) -> _StepBuffers:
-        """What this step writes: two sets taken in turn, so a step writes the set the previous step did not (it
-        reads that one) and the stream allocates nothing."""
+    def _next_buffers(self) -> StepBuffers:
+        """What this step writes: two sets in turn, so a step never writes the set it reads (the previous one's)."""
         self._turn ^= 1
         return self._buffers[self._turn]
 
