@@ -186,10 +186,9 @@ class SlotTable:
         def kind(k: str, v: torch.Tensor) -> torch.dtype:
             return v.dtype if not v.is_floating_point() else torch.float32 if k == "timesteps" else dtype
 
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        moved = {k: (v.to(device=device, dtype=kind(k, v)) if isinstance(v, torch.Tensor) else v)
-                 for k, v in values.items()}
-        return SlotTable(**moved)
+        values = {f.name: getattr(self, f.name) for f in fields(self)}  # fields only: not the cached columns
+        return SlotTable(**{k: (v.to(device=device, dtype=kind(k, v)) if isinstance(v, torch.Tensor) else v)
+                            for k, v in values.items()})
 
     @cached_property
     def columns(self) -> "SlotColumns":

@@ -81,10 +81,9 @@ class StreamEngine:
         dev, dt = self.model.device, self.model.dtype
         self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
         self._x0_prev = torch.zeros_like(self._x)  # (N, C, h, w) x0 each frame had at its previous slot
-        # what _advance writes into, in turn: the next (N + 1, C, h, w) batch and (N, C, h, w) x0 history
         self._buffers = [StepBuffers.like(self._x) for _ in "ab"]  # what _advance writes, in turn
         self._turn = 0
-        self._cond_batch: tuple[torch.Tensor | None, torch.Tensor] = (None, self._x[:0])  # (emb, emb as a batch)
+        self._cond_batch: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)  # (emb, emb as a batch)
         # (N, C, h, w) what residual CFG carries per frame: "self" the virtual residual noise, "onetime" the
         # negative prompt's x0 estimate from slot 0 (the negative noise at a slot is the residual against it)
         self._stock = torch.zeros_like(self._x)
