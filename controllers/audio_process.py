@@ -238,9 +238,9 @@ class _FrameWriter:
             except (OSError, ValueError):  # the parent is gone
                 os._exit(0)
 
-    def info(self, kind: bytes, **fields: Any) -> None:
-        """Write a frame carrying JSON."""
-        self.send(kind, json.dumps(fields).encode())
+    def info(self, frame: bytes, /, **fields: Any) -> None:
+        """Write a frame carrying JSON (positional-only frame tag: the fields may hold a `kind` of their own)."""
+        self.send(frame, json.dumps(fields).encode())
 
 
 def _watch_parent(start: threading.Event) -> None:

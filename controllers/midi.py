@@ -13,16 +13,16 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import mido
 
 from controllers.base import ControlEvent, ControlSink
 from controllers.midi_clock import CLOCK_MESSAGE_TYPES, MidiClock
+from controllers.midi_ports import is_rtmidi, open_input, rtmidi_api
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,8 @@ class MidiDecoderConfig:
         for channel, msb in self.cc14:
             _check_channel(channel)
             if not 0 <= msb <= 31:
-                raise ValueError(f"MSB controller must be in range 0..31 (a 14-bit pair is named by its MSB), got {msb}")
+                raise ValueError(f"MSB controller must be in range 0..31 (a 14-bit pair is named by its MSB), "
+                                 f"got {msb}")
         for (channel, number), encoding in self.relative.items():
             _check_channel(channel)
             if not 0 <= number <= 127:
@@ -197,11 +198,11 @@ def find_port(names: Iterable[str], fragment: str) -> str | None:
 
 def _port_lister(backend: mido.Backend, direction: str) -> tuple[Callable[[], list[str]], Callable[[], None]]:
     """A cheap port-name lister and its closer: one persistent rtmidi probe (mido's lister opens a client per call)."""
-    if backend.module.__name__ == "mido.backends.rtmidi":
+    if is_rtmidi(backend):
         import rtmidi
 
-        api = getattr(rtmidi, f"API_{backend.api}") if backend.api else rtmidi.API_UNSPECIFIED
-        probe = (rtmidi.MidiIn if direction == "input" else rtmidi.MidiOut)(rtapi=api, name="livekit probe")
+        probe = (rtmidi.MidiIn if direction == "input" else rtmidi.MidiOut)(rtapi=rtmidi_api(backend),
+                                                                            name="livekit probe")
         return probe.get_ports, probe.delete
     names = backend.get_input_names if direction == "input" else backend.get_output_names
     return lambda: list(names()), lambda: None
@@ -368,13 +369,13 @@ class MidiInput(_KeptPorts):
             port, self._backend, "input", self._open_named, reconnect_interval_s, "midi-in")
 
     def _open_named(self, name: str) -> Any:
-        return self._backend.open_input(name, callback=self._make_callback())
+        return open_input(self._backend, name, self._make_callback())
 
     def _make_callback(self) -> Callable[[mido.Message], None]:
         decoder = MidiDecoder(self.decoder_config)  # one per port: a 14-bit pair never spans two ports
 
-        def on_message(msg: mido.Message) -> None:  # rtmidi's thread: stamp, convert, hand off
-            now = time.monotonic()
+        def on_message(msg: mido.Message) -> None:  # the port's thread: convert and hand off
+            now = msg.time  # arrival on time.monotonic()'s clock
             if msg.type in CLOCK_MESSAGE_TYPES:
                 if self.clock is not None:
                     self.clock.feed(msg, now)
@@ -388,7 +389,7 @@ class MidiInput(_KeptPorts):
     def start(self) -> MidiInput:
         """Open the virtual port (if asked) and start looking for the named port; never fails for a missing port."""
         if self._virtual_name is not None and self._virtual is None:
-            self._virtual = self._backend.open_input(self._virtual_name, virtual=True, callback=self._make_callback())
+            self._virtual = open_input(self._backend, self._virtual_name, self._make_callback(), virtual=True)
         if self._keeper is not None:
             self._keeper.start()
         return self

@@ -17,6 +17,7 @@ from typing import Any
 import mido
 
 from controllers.midi import MidiSource, _check_channel, _KeptPorts, _PortKeeper, open_backend, parse_midi_source
+from controllers.midi_ports import JackGate, is_jack
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,14 @@ class MidiOutput(_KeptPorts):
         self._sent: dict[tuple[str, int, int], list[mido.Message]] = {}  # what the current ports last got
         self._ports_seen: tuple[Any, ...] = ()
         self._failing = False  # a send failed and was logged; quiet until one succeeds
+        self._behind = False  # the JACK gate held messages back; the next update sends what the ports miss
+        self._holding = False  # the gate's stall was logged; quiet until it lets a message through again
+        self._gate: JackGate | None = None  # JACK only: RtMidi would spin forever on a server that stopped cycling
 
     def start(self) -> MidiOutput:
         """Open the virtual port (if asked) and start looking for the named port."""
+        if self._gate is None and is_jack(self._backend):
+            self._gate = JackGate()
         if self._virtual_name is not None and self._virtual is None:
             self._virtual = self._backend.open_output(self._virtual_name, virtual=True)
         if self._keeper is not None:
@@ -99,12 +105,17 @@ class MidiOutput(_KeptPorts):
             if ports != self._ports_seen:  # a port (re)appeared: it gets the whole state, not only this change
                 self._ports_seen, self._sent = ports, {}
                 pending = list(self._state.items())
+            elif self._behind:  # sending was held back: everything the ports do not show yet
+                pending = [(k, m) for k, m in self._state.items() if self._sent.get(k) != m]
             elif self._sent.get(key) != msgs:
                 pending = [(key, msgs)]
             else:
                 return False
             sent = False
             for k, messages in pending:
+                if not self._admit(ports, messages):
+                    self._behind = True
+                    return sent
                 try:
                     for port in ports:
                         for msg in messages:
@@ -117,8 +128,29 @@ class MidiOutput(_KeptPorts):
                     return False
                 self._sent[k] = messages
                 sent = sent or bool(ports)
-            self._failing = False
+            self._failing = self._behind = False
             return sent
+
+    def _admit(self, ports: tuple[Any, ...], messages: list[mido.Message]) -> bool:
+        """Whether the JACK gate lets these messages out to every port now (always, off JACK)."""
+        if self._gate is None or not ports:
+            return True
+        size = sum(len(msg.bytes()) for msg in messages)
+        if self._gate.admit(size * len(ports), messages=len(messages) * len(ports)):
+            self._holding = False
+            return True
+        if not self._holding:  # once per stall of the server, however many updates it holds back
+            self._holding = True
+            log.warning("midi-out: the JACK server is not running its cycles (stopped or gone): MIDI out holds "
+                        "back and catches up when it runs again (reported once)")
+        return False
+
+    def close(self) -> None:
+        """Close every port, stop the watcher, close the JACK gate."""
+        super().close()
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
 
     def __enter__(self) -> MidiOutput:
         return self.start()

@@ -11,6 +11,8 @@ import numpy as np
 def test_midi_cc_arrives_through_jack_virtual_port(jack) -> None:
     import mido
 
+    from controllers.midi_ports import open_input
+
     backend = mido.Backend("mido.backends.rtmidi/UNIX_JACK")
     received: list[mido.Message] = []
     got = threading.Event()
@@ -19,7 +21,7 @@ def test_midi_cc_arrives_through_jack_virtual_port(jack) -> None:
         received.append(msg)
         got.set()
 
-    with backend.open_input("fixture-in", virtual=True, callback=on_message) as inport:
+    with open_input(backend, "fixture-in", on_message, virtual=True):
         with backend.open_output("fixture-out", virtual=True) as outport:
             jack.connect("RtMidiOut Client:fixture-out", "RtMidiIn Client:fixture-in")
             for _ in range(50):  # like a knob that keeps sending, until the fresh connection carries it

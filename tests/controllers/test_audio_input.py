@@ -135,6 +135,7 @@ def test_unknown_device_is_reported_once_and_retried(caplog: pytest.LogCaptureFi
         time.sleep(0.4)  # several retries
         audio.stop()
     assert audio.error is not None and "audio input unavailable" in audio.error
+    assert "TypeError" not in audio.error and "exited" not in audio.error, audio.error  # the child's own reason
     assert len(caplog.records) == 1, [r.getMessage() for r in caplog.records]
 
 

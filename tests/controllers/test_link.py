@@ -76,9 +76,10 @@ def peer():
 def test_follows_the_peers_tempo_and_beat_phase(peer: Peer) -> None:
     with LinkClock(bpm=90.0) as link:
         start = time.monotonic()
-        while time.monotonic() - start < 3.0 and abs(link.bpm - 133.0) > 0.1:
+        # Link discovery is a few hundred ms on a quiet machine; a loaded CI host has needed more than 3 s
+        while time.monotonic() - start < 15.0 and abs(link.bpm - 133.0) > 0.1:
             time.sleep(0.02)
-        assert link.bpm == pytest.approx(133.0, abs=0.1), "livekit did not adopt the session tempo within 3 s"
+        assert link.bpm == pytest.approx(133.0, abs=0.1), "livekit did not adopt the session tempo within 15 s"
         assert link.num_peers == 1
         time.sleep(0.3)  # let the beat timelines align after joining
         errors_ms = []
@@ -94,9 +95,9 @@ def test_follows_the_peers_tempo_and_beat_phase(peer: Peer) -> None:
 
 def test_setting_tempo_moves_the_peer(peer: Peer) -> None:
     with LinkClock(bpm=133.0) as link:
-        assert peer.wait_for(lambda r: r["peers"] >= 1, 5.0), "the peer never saw livekit join"
+        assert peer.wait_for(lambda r: r["peers"] >= 1, 15.0), "the peer never saw livekit join"
         link.set_bpm(100.0)  # a tap tempo in livekit
-        report = peer.wait_for(lambda r: abs(r["bpm"] - 100.0) < 0.01, 3.0)
+        report = peer.wait_for(lambda r: abs(r["bpm"] - 100.0) < 0.01, 10.0)
         assert report is not None, f"the peer stayed at {peer.reports[-1]['bpm']} BPM"
 
 

@@ -13,6 +13,7 @@ import pytest
 from controllers.base import ControlEvent
 from controllers.midi import VIRTUAL_PORT_NAME, MidiDecoderConfig, MidiInput, list_input_ports, list_output_ports
 from controllers.midi_out import MidiOutput
+from controllers.midi_ports import open_input
 
 JACK = "mido.backends.rtmidi/UNIX_JACK"
 TIMEOUT_S = 5.0
@@ -143,7 +144,7 @@ def test_values_echo_to_a_controller_and_come_back_after_replug(backend: mido.Ba
         return {(m.type, getattr(m, "control", getattr(m, "note", -1)), getattr(m, "value", getattr(m, "velocity", -1)))
                 for m in received}
 
-    device = backend.open_input("lk-leds", virtual=True, callback=on_device_message)
+    device = open_input(backend, "lk-leds", on_device_message, virtual=True)
     assert any("lk-leds" in name for name in list_output_ports(JACK))
     with MidiOutput(port="lk-leds", backend=JACK, reconnect_interval_s=0.1) as midi_out:
         assert midi_out.wait_connected(TIMEOUT_S)
@@ -158,7 +159,7 @@ def test_values_echo_to_a_controller_and_come_back_after_replug(backend: mido.Ba
         assert midi_out.wait_connected(TIMEOUT_S, connected=False)
         with cond:
             received.clear()
-        device = backend.open_input("lk-leds", virtual=True, callback=on_device_message)
+        device = open_input(backend, "lk-leds", on_device_message, virtual=True)
         try:
             assert midi_out.wait_connected(TIMEOUT_S)
             midi_out.echo("midi/note/0/36", 1.0)

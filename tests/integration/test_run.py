@@ -247,6 +247,8 @@ def test_midi_out_echoes_a_value_set_over_osc_to_the_knob_that_maps_it(jack, tmp
     import mido
     from pythonosc.udp_client import SimpleUDPClient
 
+    from controllers.midi_ports import open_input
+
     backend_name = "mido.backends.rtmidi/UNIX_JACK"
     seen: list[mido.Message] = []
     got = threading.Event()
@@ -258,7 +260,7 @@ def test_midi_out_echoes_a_value_set_over_osc_to_the_knob_that_maps_it(jack, tmp
 
     sketch = _sketch(tmp_path / "probe.py", ["red"], "    guidance = midi.cc(2).range(1.0, 3.0)\n")
     port = free_udp_port()
-    with mido.Backend(backend_name).open_input("leds", virtual=True, callback=on_led):
+    with open_input(mido.Backend(backend_name), "leds", on_led, virtual=True):
         run = ShowThread(sketch, tmp_path / "out", inputs=InputOptions(
             osc_port=port, midi_out="virtual", midi_backend=backend_name)).start()
         try:
