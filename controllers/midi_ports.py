@@ -139,22 +139,39 @@ def open_input(backend: mido.Backend, name: str, callback: Callable[[mido.Messag
 class JackGate:
     """Lets bytes out to JACK only while the server's frame clock moves: a stopped or vanished server gets none."""
 
-    def __init__(self, budget_bytes: int = GATE_BYTES) -> None:
-        import jack
-
+    def __init__(self, budget_bytes: int = GATE_BYTES, retry_s: float = 1.0) -> None:
         self.budget_bytes = budget_bytes
-        self._monitor = jack.Client("livekit gate", no_start_server=True)  # never activated: no process thread
-        self._frame = self._monitor.last_frame_time
-        self._unproven = 0  # bytes sent since the clock last moved
+        self.retry_s = retry_s
         self.held = 0  # messages refused since the gate was made
+        self._monitor: Any = None  # a JACK client never activated (no process thread): it only reads the clock
+        self._retry_at = 0.0
+        self._frame = -1
+        self._unproven = 0  # bytes sent since the clock last moved
+
+    def _clock(self) -> int | None:
+        """The server's frame count at its last cycle; None while no server can be reached (retried each second)."""
+        if self._monitor is None:
+            now = time.monotonic()
+            if now < self._retry_at:
+                return None
+            self._retry_at = now + self.retry_s
+            try:
+                import jack
+
+                self._monitor = jack.Client("livekit gate", no_start_server=True)
+            except Exception as exc:  # no server (yet), or no libjack: nothing may go out
+                log.debug("JACK gate: no server to watch: %s", exc)
+                return None
+            self._frame = self._monitor.last_frame_time
+        return self._monitor.last_frame_time
 
     def admit(self, nbytes: int, messages: int = 1) -> bool:
         """True if `nbytes` in `messages` messages may be sent now; False (counted) while the server is not cycling."""
-        frame = self._monitor.last_frame_time
-        if frame != self._frame:  # a process cycle ran since the last look: every JACK client drained its buffer
+        frame = self._clock()
+        if frame is not None and frame != self._frame:  # a cycle ran since the last look: every client drained
             self._frame, self._unproven = frame, 0
         cost = nbytes + 4 * messages  # RtMidi stores a length in front of every message
-        if self._unproven + cost > self.budget_bytes:
+        if frame is None or self._unproven + cost > self.budget_bytes:
             self.held += messages
             return False
         self._unproven += cost
@@ -162,7 +179,9 @@ class JackGate:
 
     def close(self) -> None:
         """Close the monitor client."""
-        try:
-            self._monitor.close()
-        except Exception as exc:  # the server may be gone; so is the client then
-            log.debug("closing the JACK gate's client failed: %s", exc)
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            try:
+                monitor.close()
+            except Exception as exc:  # the server may be gone; so is the client then
+                log.debug("closing the JACK gate's client failed: %s", exc)

@@ -136,3 +136,23 @@ def test_midi_out_to_a_stopped_or_dead_jack_server_never_freezes(jack) -> None:
     held = int(child.stdout.split("held")[1].split()[0])
     assert held > 10000, child.stdout
     assert "dead server: echoed on; warnings 2" in child.stdout, child.stdout  # once per stall, not per message
+
+
+def test_the_gate_lets_nothing_out_without_a_server_and_a_budget_per_cycle_with_one(jack, monkeypatch) -> None:
+    from controllers.midi_ports import JackGate
+
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "lknoserver")
+    nowhere = JackGate()
+    assert not nowhere.admit(3) and not nowhere.admit(3)  # no server to watch (retried once a second, not per call)
+    assert nowhere.held == 2
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", jack.name)
+    gate = JackGate(budget_bytes=70)
+    try:
+        assert sum(gate.admit(3) for _ in range(100)) >= 10  # 10 CCs fit one cycle's budget at least ...
+        assert gate.held > 0  # ... and 100 at once (well within one 5 ms cycle) do not
+        deadline = time.monotonic() + 5.0
+        while not gate.admit(3) and time.monotonic() < deadline:  # the server's next cycle opens it again
+            time.sleep(0.001)
+        assert time.monotonic() < deadline, "the gate stayed shut on a running server"
+    finally:
+        gate.close()
