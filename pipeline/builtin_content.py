@@ -45,6 +45,11 @@ PALETTES: tuple[Palette, ...] = (
     Palette("sunset", ((0.15, 0.02, 0.25), (0.65, 0.1, 0.4), (1, 0.4, 0.3), (1, 0.75, 0.35)), ("warm", "dreamy")),
     Palette("gold", ((0.03, 0.02, 0), (0.35, 0.22, 0.02), (0.8, 0.6, 0.1), (1, 0.92, 0.55)), ("luxurious", "warm")),
     Palette("mono", ((0, 0, 0), (0.35, 0.35, 0.35), (0.75, 0.75, 0.75), (1, 1, 1)), ("minimal",), chroma=0.15),
+    # the colour words alone: a white picture with pale grey structure, a black one with dim grey structure
+    Palette("white", ((0.58, 0.58, 0.6), (0.8, 0.8, 0.82), (0.94, 0.94, 0.95), (1, 1, 1)), ("minimal", "soft"),
+            chroma=0.05),
+    Palette("black", ((0, 0, 0), (0.02, 0.02, 0.025), (0.12, 0.12, 0.13), (0.6, 0.6, 0.62)), ("minimal",),
+            chroma=0.05),
     Palette("pastel", ((0.3, 0.25, 0.42), (0.95, 0.68, 0.8), (0.68, 0.82, 1), (0.8, 1, 0.88), (1, 0.97, 0.82)),
             ("soft", "dreamy"), chroma=0.5),
     Palette("rainbow", ((0.3, 0, 0.5), (0, 0.3, 1), (0, 0.9, 0.9), (0.2, 1, 0.2), (1, 0.95, 0), (1, 0.45, 0),
@@ -208,7 +213,8 @@ def _spiral(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array
 def _rays(x: Array, y: Array, rng: random.Random, phase: float = 0.0) -> Array:
     r, th = _polar(x, y, rng, 0.25)
     n, twist, core = rng.randint(6, 18), rng.uniform(-1.5, 1.5), rng.uniform(0.1, 0.3)
-    beams = _sstep(0.0, 0.5, np.cos(n * th + twist * r - 2 * math.pi * phase))  # the rays turn * _gauss(r / rng.uniform(0.8, 2.0))
+    turning = np.cos(n * th + twist * r - 2 * math.pi * phase)  # the rays turn with the phase
+    beams = _sstep(0.0, 0.5, turning) * _gauss(r / rng.uniform(0.8, 2.0))  # and fade outwards
     return np.clip(np.maximum(0.85 * beams, _sstep(core + 0.02, core - 0.02, r)), 0, 1)
 
 

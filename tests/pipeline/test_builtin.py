@@ -70,6 +70,20 @@ def test_many_families_and_palettes_each_answer_their_word(model: BuiltinModel) 
         assert float(weights[0, :, [p.name for p in PALETTES].index(pal.name)].min()) > 0.9, pal.name
 
 
+def test_white_black_and_black_and_white_are_three_pictures(model: BuiltinModel) -> None:
+    """The colour words alone give a white picture and a black one; together they give white on black (mono)."""
+    def shot(prompt: str) -> torch.Tensor:
+        engine = StreamEngine(model, EngineConfig(size_px=(128, 128), steps=4))
+        image = engine.render(Conditioning(prompts=((prompt, 1.0),)))  # (3, H, W) in [0, 1]
+        return image.max(0).values, image.min(0).values
+
+    (w_max, w_min), (b_max, b_min), (m_max, m_min) = (shot(p) for p in ("white rings", "black rings",
+                                                                         "black and white rings"))
+    assert float((w_max < 0.12).float().mean()) < 0.02 and float((w_min > 0.8).float().mean()) > 0.3
+    assert float((b_min > 0.8).float().mean()) < 0.02 and float((b_max < 0.12).float().mean()) > 0.4
+    assert float((m_max < 0.12).float().mean()) > 0.2 and float((m_min > 0.8).float().mean()) > 0.1
+
+
 def test_red_and_blue_prompts_give_their_colours_and_a_blend_lies_between(model: BuiltinModel) -> None:
     seeds = list(range(8))
     red_emb, blue_emb = model.encode_prompt("red"), model.encode_prompt("blue")
