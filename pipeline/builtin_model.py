@@ -106,7 +106,7 @@ def palette_tags(encoder: TagEncoder) -> torch.Tensor:
 
 
 class BuiltinModel:
-    """The default model: 16 pattern families x 17 palettes, blended by the prompt, moving with `motion_phase`.
+    """The default model: 16 pattern families x 19 palettes, blended by the prompt, moving with `motion_phase`.
 
     A Denoiser (pipeline.protocol). Set `motion_phase` (cycles; 1.0 = one full loop of every pattern's motion)
     before a call to animate: rings expand, waves roll, tunnels zoom, rays and spirals turn, stars drift.
