@@ -22,12 +22,11 @@ import mido
 
 from controllers.base import ControlEvent, ControlSink
 from controllers.midi_clock import CLOCK_MESSAGE_TYPES, MidiClock
-from controllers.midi_ports import is_rtmidi, open_input, rtmidi_api
+from controllers.midi_ports import RTMIDI_BACKEND, is_rtmidi, open_input, rtmidi_api
 
 log = logging.getLogger(__name__)
 
 RELATIVE_ENCODINGS = ("signed_bit", "binary_offset", "twos_complement")
-_RTMIDI = "mido.backends.rtmidi"
 MIDI_APIS = {"alsa": "LINUX_ALSA", "jack": "UNIX_JACK", "coremidi": "MACOSX_CORE", "winmm": "WINDOWS_MM"}  # --midi-api
 VIRTUAL_PORT_NAME = "livekit"  # name of the virtual port other software sends to (and the default echo port)
 
@@ -153,7 +152,7 @@ def _first_working_rtmidi_api() -> str | None:
             rtmidi.MidiIn(rtapi=api, name="livekit probe").delete()
         except Exception:  # e.g. no /dev/snd/seq (ALSA) or no JACK server running
             continue
-        return f"{_RTMIDI}/{names[api]}"
+        return f"{RTMIDI_BACKEND}/{names[api]}"
     return None
 
 
@@ -166,7 +165,7 @@ def resolve_backend(backend: str | None = None) -> str | None:
         return _first_working_rtmidi_api()
     key = backend.strip().lower()
     if key in MIDI_APIS:
-        return f"{_RTMIDI}/{MIDI_APIS[key]}"
+        return f"{RTMIDI_BACKEND}/{MIDI_APIS[key]}"
     if "." in backend:
         return backend
     raise ValueError(f"MIDI api must be 'auto', one of {sorted(MIDI_APIS)} or a mido backend name, got {backend!r}")

@@ -60,7 +60,6 @@ class MidiOutput(_KeptPorts):
         self._ports_seen: tuple[Any, ...] = ()
         self._failing = False  # a send failed and was logged; quiet until one succeeds
         self._behind = False  # the JACK gate held messages back; the next update sends what the ports miss
-        self._holding = False  # the gate's stall was logged; quiet until it lets a message through again
         self._gate: JackGate | None = None  # JACK only: RtMidi would spin forever on a server that stopped cycling
 
     def start(self) -> MidiOutput:
@@ -136,14 +135,7 @@ class MidiOutput(_KeptPorts):
         if self._gate is None or not ports:
             return True
         size = sum(len(msg.bytes()) for msg in messages)
-        if self._gate.admit(size * len(ports), messages=len(messages) * len(ports)):
-            self._holding = False
-            return True
-        if not self._holding:  # once per stall of the server, however many updates it holds back
-            self._holding = True
-            log.warning("midi-out: the JACK server is not running its cycles (stopped or gone): MIDI out holds "
-                        "back and catches up when it runs again (reported once)")
-        return False
+        return self._gate.admit(size * len(ports), messages=len(messages) * len(ports))  # False: held, reported
 
     def close(self) -> None:
         """Close every port, stop the watcher, close the JACK gate."""

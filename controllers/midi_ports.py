@@ -27,12 +27,12 @@ POLL_S = 0.002  # how often an input's thread looks at rtmidi's queue while mess
 IDLE_POLL_S = 0.005  # ... and after a quiet second (the first message of a gesture waits <= 5 ms, a third of a frame)
 QUEUE_SIZE = 4096  # messages rtmidi keeps for the thread; more than a second of dense controller traffic
 GATE_BYTES = 4096  # bytes a JACK output may send between two moves of the server clock (RtMidi's ring holds 16 KB)
-_RTMIDI = "mido.backends.rtmidi"
+RTMIDI_BACKEND = "mido.backends.rtmidi"  # mido's python-rtmidi backend (an API follows after a "/")
 
 
 def is_rtmidi(backend: mido.Backend) -> bool:
     """Whether a mido backend is python-rtmidi (whose ports need the care this module takes)."""
-    return backend.module.__name__ == _RTMIDI
+    return backend.module.__name__ == RTMIDI_BACKEND
 
 
 def is_jack(backend: mido.Backend) -> bool:
@@ -147,6 +147,7 @@ class JackGate:
         self._retry_at = 0.0
         self._frame = -1
         self._unproven = 0  # bytes sent since the clock last moved
+        self._refusing = False  # the current stall was reported; quiet until a message goes out again
 
     def _clock(self) -> int | None:
         """The server's frame count at its last cycle; None while no server can be reached (retried each second)."""
@@ -173,8 +174,13 @@ class JackGate:
         cost = nbytes + 4 * messages  # RtMidi stores a length in front of every message
         if frame is None or self._unproven + cost > self.budget_bytes:
             self.held += messages
+            if not self._refusing:  # once per stall of the server, however many messages it holds back
+                self._refusing = True
+                log.warning("MIDI out: the JACK server is not running its cycles (stopped or gone): holding MIDI "
+                            "out back until it runs again (reported once)")
             return False
         self._unproven += cost
+        self._refusing = False
         return True
 
     def close(self) -> None:

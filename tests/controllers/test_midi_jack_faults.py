@@ -80,7 +80,7 @@ DEAD_SERVER = textwrap.dedent(
         def emit(self, record):
             warnings.append(record.getMessage())
 
-    logging.getLogger("controllers.midi_out").addHandler(Keep())
+    logging.getLogger("controllers.midi_ports").addHandler(Keep())
     seen = []
     beats = [0]
 
