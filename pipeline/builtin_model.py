@@ -86,9 +86,10 @@ def palette_ramps(size: int = LUT_SIZE) -> torch.Tensor:
 
 
 def palette_tags(encoder: TagEncoder) -> torch.Tensor:
-    """(P, T): its name 1, its moods 0.4, colour and light words as measured on its ramp (up to 0.8; white and
-    black up to 0.6, light and dark up to 0.4)."""
+    """(P, T): its name 1, its moods 0.4, colour and light words as measured on its ramp (up to 0.8; a colour
+    word that names a palette of its own, such as white or gold, up to 0.6; light and dark up to 0.4)."""
     measured = colour_strengths(palette_ramps())  # (P, 13)
+    named = {p.name for p in PALETTES}
     rows = []
     for i, pal in enumerate(PALETTES):
         weights = {t: 0.8 if t in SHAPE_TAGS else 0.4 for t in pal.tags if t in MOOD_TAGS or t in SHAPE_TAGS}
@@ -97,9 +98,8 @@ def palette_tags(encoder: TagEncoder) -> torch.Tensor:
             weights.update(white=0.7, black=0.7)
         for j, word in enumerate(COLOUR_TAGS + LIGHT_TAGS):
             if float(measured[i, j]) > 0:
-                # a named palette outweighs how dark it happens to be, and the white and black palettes how light
-                # a pastel or how dark a night palette is
-                scale = 0.4 if word in LIGHT_TAGS else 0.6 if word in ("white", "black") else 0.8
+                # a named palette outweighs how dark another happens to be, and how light (a pastel is not white)
+                scale = 0.4 if word in LIGHT_TAGS else 0.6 if word in named else 0.8
                 weights[word] = max(weights.get(word, 0.0), scale * float(measured[i, j]))
         rows.append(_tag_vector(encoder, weights))
     return torch.stack(rows)
