@@ -77,13 +77,15 @@ def walk_partner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return ortho * (a_norm2.sqrt() / torch.linalg.vector_norm(ortho).clamp_min(_EPS))
 
 
-def noise_walk(a: torch.Tensor, b: torch.Tensor, phase: float, partner: torch.Tensor | None = None) -> torch.Tensor:
+def noise_walk(a: torch.Tensor, b: torch.Tensor, phase: float, partner: torch.Tensor | None = None,
+               out: torch.Tensor | None = None) -> torch.Tensor:
     """Rotate noise a by `phase` radians along the great circle towards b (b made orthogonal to a, same norm).
 
     Phase 0 is a itself, the norm is |a| at every phase, and the walk is periodic in 2 pi. `partner` is
-    walk_partner(a, b) when the caller keeps it (it depends on a and b only, not on the phase).
+    walk_partner(a, b) when the caller keeps it (it depends on a and b only, not on the phase). `out`, if given,
+    receives the walked noise (the stream writes it straight into its next batch).
     """
     if phase == 0.0:
-        return a
+        return a if out is None else out.copy_(a)
     ortho = walk_partner(a, b) if partner is None else partner
-    return (a * math.cos(phase)).add_(ortho, alpha=math.sin(phase))
+    return torch.mul(a, math.cos(phase), out=out).add_(ortho, alpha=math.sin(phase))

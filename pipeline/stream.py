@@ -8,16 +8,16 @@ import numpy as np
 import torch
 
 from pipeline import samplers
-from pipeline.blending import blend_embeddings, blend_noise, noise_walk, walk_partner
+from pipeline.blending import blend_embeddings
 from pipeline.conditioning import Conditioning
 from pipeline.guidance import CFG_MODES, batch_size, guide, residual_noise, sampler_defaults
 from pipeline.protocol import Denoiser, ModelDefaults
 from pipeline.schedule import ScheduleConfig, SchedulerSettings, SlotTable, diagonal, table_for
 from pipeline.similarity import SimilarityFilter
+from pipeline.stream_noise import StreamNoise
 from pipeline.stream_state import EngineStats, StepBuffers
 
 MODES = ("txt2img", "img2img", "feedback")
-_NOISE_CACHE_SIZE = 64
 _PROMPT_CACHE_SIZE = 256
 
 
@@ -48,8 +48,10 @@ class StreamEngine:
         self.stats = EngineStats()
         self._prompt_cache: dict[str, torch.Tensor] = {}
         self._blend_cache: tuple[tuple | None, torch.Tensor | None] = (None, None)
-        self._noise_cache: dict[int, torch.Tensor] = {}
         self._rng = np.random.default_rng(config.filter_seed)
+        # what the model takes besides the Denoiser protocol, looked up once (step() runs at the display rate)
+        self._takes = {k: hasattr(model, k) for k in ("motion_phase", "seed_layout", "reference")}
+        self._take_control = getattr(model, "take_control", None)
         self.configure(config)
 
     # ---- configuration -------------------------------------------------------------------------------------
@@ -68,17 +70,17 @@ class StreamEngine:
                               steps=config.steps or d.steps, cfg=cfg)
         self.defaults: ModelDefaults = d  # the model's defaults for this sampler (guidance: see sampler_defaults)
         self._strength = 1.0
+        self._renoises = self.config.sampler in ("turbo", "lcm")  # slots re-noise with their frame's noise set
         settings = getattr(self.model, "scheduler_settings", None) or SchedulerSettings()
         self._schedule = ScheduleConfig(self.config.sampler, self.config.steps, self.config.spacing,
                                         self.config.t_index_list, settings=settings)
         self._set_table(table_for(self._schedule, self.model.alphas_cumprod))
         self._frame_tables = [self.table] * self.slots  # the table each frame in flight entered with
+        self._one_table = True  # every frame in flight entered with one table (the batch's rows are that table)
         self.latent_shape = tuple(self.model.latent_shape(self.config.size_px))
-        self._noise_cache.clear()
-        self._noise_blend: tuple[tuple | None, tuple[torch.Tensor, ...] | None] = (None, None)  # (a, b, partner)
-        self._walked: tuple[tuple | None, torch.Tensor | None] = (None, None)  # ((seeds, walk phase), noise)
         n = self.slots
         dev, dt = self.model.device, self.model.dtype
+        self._noises = StreamNoise(n, self.latent_shape, dev, dt, self._renoises)
         self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
         self._x0_prev = torch.zeros_like(self._x)  # (N, C, h, w) x0 each frame had at its previous slot
         self._buffers = [StepBuffers.like(self._x) for _ in "ab"]  # what _advance writes, in turn
@@ -102,7 +104,15 @@ class StreamEngine:
 
     def _rows(self) -> SlotTable:
         """The batch's table: row i is row i of the table the frame in slot i entered with."""
-        return diagonal(self._frame_tables)
+        return self._frame_tables[0] if self._one_table else diagonal(self._frame_tables)
+
+    def _shift_frames(self, noise: torch.Tensor | None) -> None:
+        """A new frame entered slot 0 with the current table (and noise set, kept where slots re-noise)."""
+        if not (self._one_table and self._frame_tables[0] is self.table):
+            self._frame_tables = [self.table] + self._frame_tables[:-1]
+            self._one_table = all(t is self.table for t in self._frame_tables)
+        if self._renoises:
+            self._frame_noise = [noise] + self._frame_noise[:-1]
 
     @property
     def slots(self) -> int:
@@ -140,32 +150,10 @@ class StreamEngine:
             self._blend_cache = (key, emb)
         return self._blend_cache[1]
 
-    def _seed_noise(self, seed: int) -> torch.Tensor:
-        """(2, N, C, h, w) noises of one seed, drawn on the CPU so every device gives the same frames."""
-        noise = self._noise_cache.get(seed)
-        if noise is None:
-            if len(self._noise_cache) >= _NOISE_CACHE_SIZE:
-                self._noise_cache.pop(next(iter(self._noise_cache)))
-            gen = torch.Generator(device="cpu").manual_seed(int(seed))
-            noise = torch.randn((2, self.slots, *self.latent_shape), generator=gen, dtype=torch.float32)
-            noise = noise.to(self.model.device, self.model.dtype)
-            self._noise_cache[seed] = noise
-        return noise
-
     def _noise(self, cond: Conditioning) -> torch.Tensor:
         """(N, C, h, w): [0] the start noise of a new frame, [i] the re-noise noise of slot i (turbo, lcm; the other
         samplers get [0] alone)."""
-        if self._noise_blend[0] != cond.seeds:  # the seed blend changes rarely; the walk phase every tick
-            seeds = [self._seed_noise(s) for s, _ in cond.seeds]
-            weights = [w for _, w in cond.seeds]
-            a, b = blend_noise([s[0] for s in seeds], weights), blend_noise([s[1] for s in seeds], weights)
-            if self.config.sampler not in ("turbo", "lcm"):  # no re-noise: only the start noise is ever read
-                a, b = a[:1], b[:1]
-            self._noise_blend = (cond.seeds, (a, b, walk_partner(a, b)))
-        if self._walked[0] != (cond.seeds, cond.noise_walk):  # a frozen walk knob: the same noise again
-            a, b, partner = self._noise_blend[1]
-            self._walked = ((cond.seeds, cond.noise_walk), noise_walk(a, b, cond.noise_walk, partner))
-        return self._walked[1]
+        return self._noises.walked(cond.seeds, cond.noise_walk)
 
     def _image_latent(self, cond: Conditioning) -> torch.Tensor | None:
         """(1, C, h, w) clean latent of the input image (img2img) or of the last output (feedback)."""
@@ -198,7 +186,7 @@ class StreamEngine:
     def _set_control(self, cond: Conditioning) -> tuple:
         """Hand the control picture and scale to a ControlNet model every step (pipeline.controlnet), so every slot
         is conditioned; returns what of them the static key must see (a new picture or scale is never skipped)."""
-        take = getattr(self.model, "take_control", None)
+        take = self._take_control
         return () if take is None else take(cond.control_image, cond.control_mode, cond.control_scale,
                                              self.config.size_px)
 
@@ -210,16 +198,17 @@ class StreamEngine:
         call. Returns (x0, stock): stock is the residual noise ("self") or the negative x0 estimate ("onetime")
         each frame carries. Unguided, x0 is written into `into` when given (the stream's x0 history)."""
         if idx is None:  # the table's timesteps are float32 already (SlotTable.to), its columns cached
-            t, alpha, sigma = table.timesteps, table.columns.alpha, table.columns.sigma
+            t, k = table.timesteps, table.columns
+            alpha, sigma = k.alpha, k.sigma
         else:
             t, alpha, sigma = table.timesteps[idx].float(), table.alpha[idx], table.sigma[idx]
         pred, mode, b = self.model.prediction_type, self.config.cfg, x.shape[0]
-        if self._cond_batch[0] is not emb or self._cond_batch[1].shape[0] != b:
-            self._cond_batch = (emb, emb.expand(b, *emb.shape))  # (B, L, D), kept while the prompt mix holds
-        cond_b = self._cond_batch[1]
+        emb_of, cond_b = self._cond_batch
+        if emb_of is not emb or cond_b.shape[0] != b:  # (B, L, D), kept while the prompt mix holds
+            cond_b = emb.expand(b, *emb.shape)
+            self._cond_batch = (emb, cond_b)
         if mode == "none" or (mode == "self" and cond.guidance == 1.0):  # g = 1: eps = eps_cond exactly
-            out = self._call(x, t, cond_b)
-            return samplers.to_x0(out, x, alpha, sigma, pred, into=into), stock
+            return samplers.to_x0(self._call(x, t, cond_b), x, alpha, sigma, pred, into=into), stock
         if mode == "full":
             out = self._call(torch.cat([x, x]), torch.cat([t, t]), torch.cat([neg.expand(b, *neg.shape), cond_b]))
             eps_neg = samplers.to_eps(out[:b], x, alpha, sigma, pred)
@@ -245,9 +234,7 @@ class StreamEngine:
 
     def _call(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         self.stats.model_calls += 1
-        self.stats.last_batch_size = x.shape[0]
-        if len(self.stats.batch_sizes) < 10_000:
-            self.stats.batch_sizes.append(x.shape[0])
+        self.stats.batch_sizes.append(x.shape[0])
         return self.model(x, t, cond)
 
     def _entry(self, noise: torch.Tensor, image_latent: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -258,33 +245,32 @@ class StreamEngine:
         a0, s0 = self.table.entry_alpha[0], self.table.entry_sigma[0]
         return a0 * image_latent[0] + s0 * n0, n0
 
-    def _advance(self, emb: torch.Tensor, neg: torch.Tensor | None, noise: torch.Tensor,
-                 image_latent: torch.Tensor | None, cond: Conditioning) -> torch.Tensor:
+    def _advance(self, emb: torch.Tensor, neg: torch.Tensor | None, image_latent: torch.Tensor | None,
+                 cond: Conditioning) -> torch.Tensor:
         """One stream step: a model call for every slot, shift, a new frame into slot 0. Returns the output latent."""
         x, rows = self._x, self._rows()
-        buf = self._next_buffers()
+        self._turn ^= 1  # two buffer sets in turn: a step never writes the set it reads (the previous step's)
+        buf = self._buffers[self._turn]
         x0, stock = self._x0(x, None, emb, neg, self._stock, cond, rows, into=buf.x0)  # (N, C, h, w)
         x0 = samplers.boundary(x0, x, rows, None)
-        renoise = self._renoise() if self.config.sampler in ("turbo", "lcm") else None  # (N, C, h, w)
+        renoise = self._renoise() if self._renoises else None  # (N, C, h, w)
         x_next = samplers.advance(x, x0, self._x0_prev, renoise, rows, None, into=buf.advanced)  # (N, C, h, w)
-        entry, entry_stock = self._entry(noise, image_latent)
+        if image_latent is None and not self._renoises:  # pure noise enters, no set to keep: walk straight into row 0
+            noise, entry_stock = None, self._noises.walk_into(buf.entry, cond.seeds, cond.noise_walk)  # (1, C, h, w)
+        else:
+            noise = self._noise(cond)
+            entry, entry_stock = self._entry(noise, image_latent)
+            buf.entry.copy_(entry)
         if self.config.cfg == "self":
             nxt = residual_noise(x_next[:-1], x0[:-1], rows.alpha_next[:-1], rows.sigma_next[:-1])
-            self._stock = torch.cat([entry_stock[None], nxt])
+            self._stock = torch.cat([entry_stock.expand(1, *self.latent_shape), nxt])
         elif self.config.cfg == "onetime":
-            self._stock = torch.cat([entry_stock[None], stock[:-1]])
-        buf.entry.copy_(entry)
+            self._stock = torch.cat([entry_stock.expand(1, *self.latent_shape), stock[:-1]])
         if x0 is not buf.x0:  # guided or boundary-conditioned: x0 is not in place yet
             buf.x0.copy_(x0)
         self._x, self._x0_prev = buf.x, buf.x0_prev
-        self._frame_tables = [self.table] + self._frame_tables[:-1]
-        self._frame_noise = [noise] + self._frame_noise[:-1]
+        self._shift_frames(noise)
         return buf.out
-
-    def _next_buffers(self) -> StepBuffers:
-        """What this step writes: two sets in turn, so a step never writes the set it reads (the previous one's)."""
-        self._turn ^= 1
-        return self._buffers[self._turn]
 
     def _renoise(self) -> torch.Tensor:
         """(N, C, h, w): row i is the re-noise of the frame in slot i, from the noise set it entered with."""
@@ -301,49 +287,52 @@ class StreamEngine:
         self._x = entry.expand(self.slots, *entry.shape).clone()
         self._x0_prev = torch.zeros_like(self._x)
         self._stock = entry_stock.expand(self.slots, *entry.shape).clone()
-        self._frame_tables = [self.table] * self.slots
+        self._frame_tables, self._one_table = [self.table] * self.slots, True
         self._frame_noise = [noise] * self.slots
         for _ in range(self.slots - 1):
             before = self.stats.model_calls
-            self._advance(emb, neg, noise, image_latent, cond)
+            self._advance(emb, neg, image_latent, cond)
             self.stats.prefill_calls += self.stats.model_calls - before
         self._needs_fill = False
 
-    @torch.inference_mode()
     def step(self, cond: Conditioning) -> torch.Tensor:
         """Advance the stream one step with this conditioning; returns the finished frame (3, H, W) in [0, 1]."""
-        self._set_motion(cond)
-        emb = self._prompt_embedding(cond)
-        neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
-        image_latent = self._image_latent(cond) if self.config.mode != "txt2img" else None
-        self._set_reference(image_latent)
-        self._update_strength(cond, image_latent)
-        control = self._set_control(cond)
-        key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
-               cond.delta, self._strength, cond.motion_phase, control)  # strength is 1.0 unless an image enters
-        if self._needs_fill:
-            self._fill(emb, neg, self._noise(cond), image_latent, cond)
-            self._static_key, self._static_count = key, self.slots  # every slot now holds a frame of this key
-        if self._skip(key, image_latent):
-            self.stats.skipped += 1
+        with torch.inference_mode():  # not the decorator: it builds a second context object every call
+            self._set_motion(cond)
+            emb = self._prompt_embedding(cond)
+            neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
+            image_latent = None
+            if self.config.mode != "txt2img":  # txt2img keeps strength 1 (configure sets it; only images move it)
+                image_latent = self._image_latent(cond)
+                self._update_strength(cond, image_latent)
+            if self._takes["reference"]:
+                self.model.reference = image_latent
+            control = () if self._take_control is None else self._set_control(cond)
+            key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
+                   cond.delta, self._strength, cond.motion_phase, control)  # strength is 1.0 unless an image enters
+            if self._needs_fill:
+                self._fill(emb, neg, self._noise(cond), image_latent, cond)
+                self._static_key, self._static_count = key, self.slots  # every slot now holds a frame of this key
+            if self._skip(key, image_latent):
+                self.stats.skipped += 1
+                return self._last_image
+            latent = self._advance(emb, neg, image_latent, cond)
+            self._static_count += 1
+            self._last_latent = latent
+            self._last_image = self.model.decode(latent)[0]  # decode returns [0, 1] (the Denoiser protocol)
+            self.stats.computed += 1
             return self._last_image
-        latent = self._advance(emb, neg, self._noise(cond), image_latent, cond)
-        self._static_count += 1
-        self._last_latent = latent
-        self._last_image = self.model.decode(latent)[0]  # decode returns [0, 1] (the Denoiser protocol)
-        self.stats.computed += 1
-        return self._last_image
 
     def _set_motion(self, cond: Conditioning) -> None:
         """Hand the animation phase (cycles) and the seed blend's layout to models that take them (the builtin)."""
-        if hasattr(self.model, "motion_phase"):
+        if self._takes["motion_phase"]:
             self.model.motion_phase = float(cond.motion_phase)
-        if hasattr(self.model, "seed_layout"):
+        if self._takes["seed_layout"]:
             self.model.layout = self.model.seed_layout(cond.seeds, cond.noise_walk)
 
     def _set_reference(self, image_latent: torch.Tensor | None) -> None:
         """Hand the input picture's latent (img2img, feedback) to models that condition on it (the builtin)."""
-        if hasattr(self.model, "reference"):
+        if self._takes["reference"]:
             self.model.reference = image_latent
 
     def _skip(self, key: tuple, image_latent: torch.Tensor | None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -16,8 +17,12 @@ class EngineStats:
     skipped: int = 0  # frames answered by the similarity filter / static skip
     model_calls: int = 0  # every model call, prefill included
     prefill_calls: int = 0  # model calls spent refilling the stream
-    last_batch_size: int = 0  # batch size of the latest model call
-    batch_sizes: list[int] = field(default_factory=list)  # batch size of every call (bounded)
+    batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=1000))  # of the latest calls
+
+    @property
+    def last_batch_size(self) -> int:
+        """Batch size of the latest model call (0 before the first)."""
+        return self.batch_sizes[-1] if self.batch_sizes else 0
 
 
 class StepBuffers(NamedTuple):
@@ -25,7 +30,7 @@ class StepBuffers(NamedTuple):
     layout (row 0 enters, rows 1..N-1 move on, row N leaves), and the x0 history (N + 1, C, h, w), whose row 0 stays
     zero (a frame entering slot 0 has no history) and whose rows 1..N take this step's x0."""
 
-    entry: torch.Tensor  # (C, h, w) batch row 0: the frame entering slot 0
+    entry: torch.Tensor  # (1, C, h, w) batch row 0: the frame entering slot 0
     advanced: torch.Tensor  # (N, C, h, w) batch rows 1..N: every slot advanced one step
     x: torch.Tensor  # (N, C, h, w) batch rows 0..N-1: the next step's slot latents
     out: torch.Tensor  # (1, C, h, w) batch row N: the finished frame
@@ -36,4 +41,4 @@ class StepBuffers(NamedTuple):
     def like(cls, x: torch.Tensor) -> "StepBuffers":
         """Zeroed buffers for slot latents shaped like x (N, C, h, w)."""
         batch, history = (x.new_zeros((x.shape[0] + 1, *x.shape[1:])) for _ in "bh")
-        return cls(batch[0], batch[1:], batch[:-1], batch[-1:], history[1:], history[:-1])
+        return cls(batch[:1], batch[1:], batch[:-1], batch[-1:], history[1:], history[:-1])

@@ -51,7 +51,7 @@ def test_one_model_call_per_step_with_the_documented_batch(cfg: str, batch: int)
     for k in range(5):
         eng.step(Conditioning(prompts=(("red", 1.0),), guidance=1.5, noise_walk=0.01 * (k + 1)))
     assert eng.stats.model_calls - calls_before == 5
-    assert eng.stats.batch_sizes[-5:] == [batch] * 5
+    assert list(eng.stats.batch_sizes)[-5:] == [batch] * 5
     assert eng.batch_size == batch
 
 
