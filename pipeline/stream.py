@@ -307,7 +307,7 @@ class StreamEngine:
                 self._update_strength(cond, image_latent)
             if self._takes["reference"]:
                 self.model.reference = image_latent
-            control = () if self._take_control is None else self._set_control(cond)
+            control = self._set_control(cond)
             key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
                    cond.delta, self._strength, cond.motion_phase, control)  # strength is 1.0 unless an image enters
             if self._needs_fill:
