@@ -305,8 +305,7 @@ class StreamEngine:
             if self.config.mode != "txt2img":  # txt2img keeps strength 1 (configure sets it; only images move it)
                 image_latent = self._image_latent(cond)
                 self._update_strength(cond, image_latent)
-            if self._takes["reference"]:
-                self.model.reference = image_latent
+            self._set_reference(image_latent)
             control = self._set_control(cond)
             key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
                    cond.delta, self._strength, cond.motion_phase, control)  # strength is 1.0 unless an image enters

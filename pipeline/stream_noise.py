@@ -57,8 +57,9 @@ class StreamNoise:
         return self._walked[1]
 
     def walk_into(self, out: torch.Tensor, seeds: tuple[tuple[int, float], ...], phase: float) -> torch.Tensor:
-        """The start noise (row 0) walked by `phase`, written into out (1, C, h, w): no tensor of its own."""
+        """The start noise walked by `phase`, written into out (1, C, h, w), for samplers that do not re-noise (their
+        sets are row 0 alone; the others keep whole sets per frame through `walked`)."""
+        if self.renoises:
+            raise ValueError("walk_into writes the start row alone: re-noising samplers use walked()")
         a, b, partner = self.blend(seeds)
-        if self.renoises:  # full sets: walk the start rows (the re-noise rows stay with `walked`)
-            a, b, partner = a[:1], b[:1], partner[:1]
         return noise_walk(a, b, phase, partner, out=out)
