@@ -49,7 +49,7 @@ def run_bench(model: Denoiser, config: EngineConfig, prompt: str = "neon rings",
     for _ in range(warmup):
         engine.step(cond())
     c = engine.config
-    emb = engine._prompt_embedding(cond())
+    emb = engine.prompt_embedding(cond())
     b = engine.batch_size
     x = torch.randn((b, *engine.latent_shape), generator=torch.Generator().manual_seed(1)).to(model.device, model.dtype)
     t_slots = engine.table.timesteps.float()  # (N,) the timesteps one stream step feeds the model

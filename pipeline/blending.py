@@ -78,14 +78,17 @@ def walk_partner(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def noise_walk(a: torch.Tensor, b: torch.Tensor, phase: float, partner: torch.Tensor | None = None,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+               out: torch.Tensor | None = None, one: torch.Tensor | None = None) -> torch.Tensor:
     """Rotate noise a by `phase` radians along the great circle towards b (b made orthogonal to a, same norm).
 
     Phase 0 is a itself, the norm is |a| at every phase, and the walk is periodic in 2 pi. `partner` is
     walk_partner(a, b) when the caller keeps it (it depends on a and b only, not on the phase). `out`, if given,
-    receives the walked noise (the stream writes it straight into its next batch).
+    receives the walked noise (the stream writes it straight into its next batch); `one` is a 0-dim ones tensor of
+    a's dtype and device, kept by callers on the hot path (both terms are `addcmul`, see `pipeline.samplers`).
     """
     if phase == 0.0:
         return a if out is None else out.copy_(a)
     ortho = walk_partner(a, b) if partner is None else partner
-    return torch.mul(a, math.cos(phase), out=out).add_(ortho, alpha=math.sin(phase))
+    one = a.new_ones(()) if one is None else one
+    out = torch.addcmul(a, a, one, value=-2.0 * math.sin(phase / 2) ** 2, out=out)  # a + (cos - 1) a
+    return torch.addcmul(out, ortho, one, value=math.sin(phase), out=out)

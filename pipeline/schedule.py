@@ -155,6 +155,8 @@ class SlotTable:
     Every sampler's update is  x_next = a * x + b * D + c * noise,  D = x0 + d * (x0 - x0_prev),  where x0 is the
     (boundary-conditioned) data prediction: c_skip * x + c_out * x0_model. A hold slot (active False, low img2img
     strength) passes its frame on unchanged: a = 1, b = c = d = 0. A frame enters at (entry_alpha, entry_sigma).
+    The samplers carry u = alpha x0 (`pipeline.samplers`): the *_u vectors are the weights that multiply it, computed
+    in float64 here; bd_u divides by the alpha of the slot before (where the frame's x0_prev was made).
     """
 
     timesteps: torch.Tensor  # (N,) model input timesteps (integers, as diffusers passes them)
@@ -168,6 +170,10 @@ class SlotTable:
     b: torch.Tensor  # (N,) coefficient of D
     c: torch.Tensor  # (N,) coefficient of the re-noise noise
     d: torch.Tensor  # (N,) second-order correction weight 1/(2r) (0 = first order)
+    b_u: torch.Tensor  # (N,) b / alpha: the weight of u in a first-order step
+    b_2m_u: torch.Tensor  # (N,) b (1 + d) / alpha: the weight of u in the second-order step
+    bd_u: torch.Tensor  # (N,) b d / alpha of slot i - 1: the weight of u_prev (subtracted)
+    c_skip_u: torch.Tensor  # (N,) alpha c_skip: LCM's boundary condition in u (c_out stays as it is)
     active: torch.Tensor  # (N,) bool: False for a hold slot
     entry_alpha: torch.Tensor  # (1,) alpha of a frame entering slot 0 (1 when every slot holds: strength 0)
     entry_sigma: torch.Tensor  # (1,) sigma of a frame entering slot 0
@@ -196,10 +202,9 @@ class SlotTable:
         def col(v: torch.Tensor) -> torch.Tensor:
             return v.reshape(-1, 1, 1, 1)
 
-        bd = self.b * self.d  # dpmpp_2m: D = x0 + d (x0 - x0_prev), so b D = (b + bd) x0 - bd x0_prev
-        return SlotColumns(alpha=col(self.alpha), sigma=col(self.sigma), a=col(self.a), b=col(self.b),
-                           c=col(self.c), c_skip=col(self.c_skip), c_out=col(self.c_out), b_2m=col(self.b + bd),
-                           bd=col(bd))
+        return SlotColumns(alpha=col(self.alpha), sigma=col(self.sigma), a_minus_1=col(self.a - 1), b=col(self.b_u),
+                           c=col(self.c), c_skip=col(self.c_skip_u), c_out=col(self.c_out), b_2m=col(self.b_2m_u),
+                           bd=col(self.bd_u))
 
     @cached_property
     def slot_columns(self) -> tuple["SlotColumns", ...]:
@@ -211,17 +216,18 @@ class SlotTable:
 
 @dataclass(frozen=True)
 class SlotColumns:
-    """A SlotTable's vectors as (N, 1, 1, 1) columns that broadcast over latents (N, C, h, w)."""
+    """A SlotTable's vectors as (N, 1, 1, 1) columns that broadcast over latents (N, C, h, w); the weights of the
+    scaled prediction u = alpha x0 (b, c_skip, b_2m, bd) are the table's *_u vectors."""
 
     alpha: torch.Tensor
     sigma: torch.Tensor
-    a: torch.Tensor
-    b: torch.Tensor
+    a_minus_1: torch.Tensor  # a - 1: x_next starts as x + (a - 1) x (`pipeline.samplers.advance`)
+    b: torch.Tensor  # b / alpha: the weight of u
     c: torch.Tensor
-    c_skip: torch.Tensor
+    c_skip: torch.Tensor  # alpha c_skip: LCM's boundary weight of x (u = c_skip x + c_out u_model)
     c_out: torch.Tensor
-    b_2m: torch.Tensor  # b (1 + d): the weight of x0 in the second-order update
-    bd: torch.Tensor  # b d: the weight of x0_prev (subtracted)
+    b_2m: torch.Tensor  # b (1 + d) / alpha: the weight of u in the second-order update
+    bd: torch.Tensor  # b d / alpha_prev: the weight of u_prev (subtracted)
 
 
 def diagonal(tables: list[SlotTable]) -> SlotTable:
@@ -297,11 +303,14 @@ def build_table(
         head = v[:1].expand(hold) if fill is None else torch.full((hold,), fill, dtype=v.dtype)
         return torch.cat([head, v])
 
+    alpha, b, d, c_skip = pad(alpha, None), pad(b, 0.0), pad(d, 0.0), pad(c_skip, 0.0)  # (N,)
+    alpha_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha[:-1]])  # slot 0 has no x0_prev (d = 0)
     table = SlotTable(
-        timesteps=pad(ts.round(), None), alpha=pad(alpha, None), sigma=pad(sigma, None),
+        timesteps=pad(ts.round(), None), alpha=alpha, sigma=pad(sigma, None),
         alpha_next=torch.cat([alpha[:1].expand(hold), alpha_next]),
-        sigma_next=torch.cat([sigma[:1].expand(hold), sigma_next]), c_skip=pad(c_skip, 0.0), c_out=pad(c_out, 1.0),
-        a=pad(a, 1.0), b=pad(b, 0.0), c=pad(c, 0.0), d=pad(d, 0.0), active=active,
+        sigma_next=torch.cat([sigma[:1].expand(hold), sigma_next]), c_skip=c_skip, c_out=pad(c_out, 1.0),
+        a=pad(a, 1.0), b=b, c=pad(c, 0.0), d=d, b_u=b / alpha, b_2m_u=b * (1 + d) / alpha, bd_u=b * d / alpha_prev,
+        c_skip_u=alpha * c_skip, active=active,
         entry_alpha=alpha[:1].clone() if m else torch.ones(1, dtype=torch.float64),
         entry_sigma=sigma[:1].clone() if m else torch.zeros(1, dtype=torch.float64), sampler=sampler,
         threshold=(settings.dynamic_thresholding_ratio, settings.sample_max_value) if settings.thresholding else None,

@@ -8,17 +8,16 @@ import numpy as np
 import torch
 
 from pipeline import samplers
-from pipeline.blending import blend_embeddings
 from pipeline.conditioning import Conditioning
 from pipeline.guidance import CFG_MODES, batch_size, guide, residual_noise, sampler_defaults
 from pipeline.protocol import Denoiser, ModelDefaults
 from pipeline.schedule import ScheduleConfig, SchedulerSettings, SlotTable, diagonal, table_for
 from pipeline.similarity import SimilarityFilter
 from pipeline.stream_noise import StreamNoise
+from pipeline.stream_prompts import PromptEmbeddings
 from pipeline.stream_state import EngineStats, StepBuffers
 
 MODES = ("txt2img", "img2img", "feedback")
-_PROMPT_CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -46,11 +45,11 @@ class StreamEngine:
     def __init__(self, model: Denoiser, config: EngineConfig = EngineConfig()) -> None:
         self.model = model
         self.stats = EngineStats()
-        self._prompt_cache: dict[str, torch.Tensor] = {}
-        self._blend_cache: tuple[tuple | None, torch.Tensor | None] = (None, None)
+        self._prompts = PromptEmbeddings(model)
         self._rng = np.random.default_rng(config.filter_seed)
         # what the model takes besides the Denoiser protocol, looked up once (step() runs at the display rate)
-        self._takes = {k: hasattr(model, k) for k in ("motion_phase", "seed_layout", "reference")}
+        self._takes_phase, self._takes_layout, self._takes_reference = (
+            hasattr(model, k) for k in ("motion_phase", "seed_layout", "reference"))
         self._take_control = getattr(model, "take_control", None)
         self.configure(config)
 
@@ -71,10 +70,14 @@ class StreamEngine:
         self.defaults: ModelDefaults = d  # the model's defaults for this sampler (guidance: see sampler_defaults)
         self._strength = 1.0
         self._renoises = self.config.sampler in ("turbo", "lcm")  # slots re-noise with their frame's noise set
+        self._negative = cfg in ("full", "onetime")  # guidance that evaluates the negative prompt
         settings = getattr(self.model, "scheduler_settings", None) or SchedulerSettings()
         self._schedule = ScheduleConfig(self.config.sampler, self.config.steps, self.config.spacing,
                                         self.config.t_index_list, settings=settings)
         self._set_table(table_for(self._schedule, self.model.alphas_cumprod))
+        # txt2img, unguided, a solver that does not re-noise, no thresholding: `_advance_plain` runs every step
+        self._plain = (config.mode == "txt2img" and cfg == "none" and not self._renoises
+                       and self.table.threshold is None)
         self._frame_tables = [self.table] * self.slots  # the table each frame in flight entered with
         self._one_table = True  # every frame in flight entered with one table (the batch's rows are that table)
         self.latent_shape = tuple(self.model.latent_shape(self.config.size_px))
@@ -82,7 +85,7 @@ class StreamEngine:
         dev, dt = self.model.device, self.model.dtype
         self._noises = StreamNoise(n, self.latent_shape, dev, dt, self._renoises)
         self._x = torch.zeros((n, *self.latent_shape), device=dev, dtype=dt)  # (N, C, h, w) slot latents
-        self._x0_prev = torch.zeros_like(self._x)  # (N, C, h, w) x0 each frame had at its previous slot
+        self._u_prev = torch.zeros_like(self._x)  # (N, C, h, w) u = alpha x0 each frame had at its previous slot
         self._buffers = [StepBuffers.like(self._x) for _ in "ab"]  # what _advance writes, in turn
         self._turn = 0
         self._cond_batch: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)  # (emb, emb as a batch)
@@ -131,24 +134,9 @@ class StreamEngine:
         return batch_size(self.config.cfg, self.slots)
 
     # ---- conditioning -> tensors ------------------------------------------------------------------------------
-    def _embed(self, text: str) -> torch.Tensor:
-        emb = self._prompt_cache.get(text)
-        if emb is None:
-            if len(self._prompt_cache) >= _PROMPT_CACHE_SIZE:
-                self._prompt_cache.pop(next(iter(self._prompt_cache)))
-            with torch.inference_mode():
-                emb = self.model.encode_prompt(text).to(self.model.device, self.model.dtype)
-            self._prompt_cache[text] = emb
-        return emb
-
-    def _prompt_embedding(self, cond: Conditioning) -> torch.Tensor:
-        """(L, D) blend of the weighted prompts (recomputed only when the mix changes)."""
-        key = (cond.prompts, cond.prompt_blend)
-        if self._blend_cache[0] != key:
-            emb = blend_embeddings([self._embed(p) for p, _ in cond.prompts], [w for _, w in cond.prompts],
-                                   cond.prompt_blend)
-            self._blend_cache = (key, emb)
-        return self._blend_cache[1]
+    def prompt_embedding(self, cond: Conditioning) -> torch.Tensor:
+        """(L, D) blend of the weighted prompts that the stream conditions on (cached while the mix holds)."""
+        return self._prompts.mix(cond)
 
     def _noise(self, cond: Conditioning) -> torch.Tensor:
         """(N, C, h, w): [0] the start noise of a new frame, [i] the re-noise noise of slot i (turbo, lcm; the other
@@ -183,32 +171,39 @@ class StreamEngine:
             self._strength = strength
             self._set_table(table_for(replace(self._schedule, strength=strength), self.model.alphas_cumprod))
 
-    def _set_control(self, cond: Conditioning) -> tuple:
-        """Hand the control picture and scale to a ControlNet model every step (pipeline.controlnet), so every slot
-        is conditioned; returns what of them the static key must see (a new picture or scale is never skipped)."""
+    def _hand_over(self, cond: Conditioning, image_latent: torch.Tensor | None) -> tuple:
+        """Hand the model what it takes besides the Denoiser protocol: the animation phase (cycles), the seed blend's
+        layout and the input picture's latent (the builtin), the control picture and scale (a ControlNet model,
+        pipeline.controlnet: every step, so every slot is conditioned). Returns what of the control the static key
+        must see (a new picture or scale is never skipped)."""
+        model = self.model
+        if self._takes_phase:
+            model.motion_phase = float(cond.motion_phase)
+        if self._takes_layout:
+            model.layout = model.seed_layout(cond.seeds, cond.noise_walk)
+        if self._takes_reference:
+            model.reference = image_latent
         take = self._take_control
         return () if take is None else take(cond.control_image, cond.control_mode, cond.control_scale,
                                              self.config.size_px)
 
     # ---- the stream --------------------------------------------------------------------------------------------
-    def _x0(self, x: torch.Tensor, idx: torch.Tensor | None, emb: torch.Tensor, neg: torch.Tensor | None,
+    def _predict(self, x: torch.Tensor, idx: torch.Tensor | None, emb: torch.Tensor, neg: torch.Tensor | None,
             stock: torch.Tensor, cond: Conditioning, table: SlotTable,
             into: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Guided data prediction for latents x (B, C, h, w) at slots idx of table (None: every slot); one model
-        call. Returns (x0, stock): stock is the residual noise ("self") or the negative x0 estimate ("onetime")
-        each frame carries. Unguided, x0 is written into `into` when given (the stream's x0 history)."""
+        """Guided scaled data prediction u = alpha x0 (`pipeline.samplers`) for latents x (B, C, h, w) at slots idx
+        of table (None: every slot); one model call. Returns (u, stock): stock is the residual noise ("self") or the
+        negative x0 estimate ("onetime") each frame carries. u is written into `into` when given (the stream's
+        history)."""
         if idx is None:  # the table's timesteps are float32 already (SlotTable.to), its columns cached
             t, k = table.timesteps, table.columns
             alpha, sigma = k.alpha, k.sigma
         else:
             t, alpha, sigma = table.timesteps[idx].float(), table.alpha[idx], table.sigma[idx]
         pred, mode, b = self.model.prediction_type, self.config.cfg, x.shape[0]
-        emb_of, cond_b = self._cond_batch
-        if emb_of is not emb or cond_b.shape[0] != b:  # (B, L, D), kept while the prompt mix holds
-            cond_b = emb.expand(b, *emb.shape)
-            self._cond_batch = (emb, cond_b)
+        cond_b = self._cond_rows(emb, b)
         if mode == "none" or (mode == "self" and cond.guidance == 1.0):  # g = 1: eps = eps_cond exactly
-            return samplers.to_x0(self._call(x, t, cond_b), x, alpha, sigma, pred, into=into), stock
+            return samplers.to_scaled(self._call(x, t, cond_b), x, alpha, sigma, pred, into=into), stock
         if mode == "full":
             out = self._call(torch.cat([x, x]), torch.cat([t, t]), torch.cat([neg.expand(b, *neg.shape), cond_b]))
             eps_neg = samplers.to_eps(out[:b], x, alpha, sigma, pred)
@@ -230,7 +225,15 @@ class StreamEngine:
             eps_cond = samplers.to_eps(out, x, alpha, sigma, pred)
             eps_neg = cond.delta * residual_noise(x, stock, alpha, sigma)  # virtual negative noise at this slot
         eps = guide(eps_cond, eps_neg, cond.guidance)
-        return (x - sigma.view(-1, 1, 1, 1) * eps) / alpha.view(-1, 1, 1, 1), stock
+        return torch.addcmul(x, eps, sigma.view(-1, 1, 1, 1), value=-1.0, out=into), stock
+
+    def _cond_rows(self, emb: torch.Tensor, b: int) -> torch.Tensor:
+        """(B, L, D) the prompt embedding as a batch, kept while the prompt mix holds."""
+        emb_of, cond_b = self._cond_batch
+        if emb_of is not emb or cond_b.shape[0] != b:
+            cond_b = emb.expand(b, *emb.shape)
+            self._cond_batch = (emb, cond_b)
+        return cond_b
 
     def _call(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         self.stats.model_calls += 1
@@ -251,10 +254,10 @@ class StreamEngine:
         x, rows = self._x, self._rows()
         self._turn ^= 1  # two buffer sets in turn: a step never writes the set it reads (the previous step's)
         buf = self._buffers[self._turn]
-        x0, stock = self._x0(x, None, emb, neg, self._stock, cond, rows, into=buf.x0)  # (N, C, h, w)
-        x0 = samplers.boundary(x0, x, rows, None)
+        u, stock = self._predict(x, None, emb, neg, self._stock, cond, rows, into=buf.u)  # (N, C, h, w) alpha x0
+        u = samplers.boundary(u, x, rows, None)
         renoise = self._renoise() if self._renoises else None  # (N, C, h, w)
-        x_next = samplers.advance(x, x0, self._x0_prev, renoise, rows, None, into=buf.advanced)  # (N, C, h, w)
+        x_next = samplers.advance(x, u, self._u_prev, renoise, rows.columns, rows.sampler, into=buf.advanced)
         if image_latent is None and not self._renoises:  # pure noise enters, no set to keep: walk straight into row 0
             noise, entry_stock = None, self._noises.walk_into(buf.entry, cond.seeds, cond.noise_walk)  # (1, C, h, w)
         else:
@@ -262,14 +265,29 @@ class StreamEngine:
             entry, entry_stock = self._entry(noise, image_latent)
             buf.entry.copy_(entry)
         if self.config.cfg == "self":
-            nxt = residual_noise(x_next[:-1], x0[:-1], rows.alpha_next[:-1], rows.sigma_next[:-1])
+            x0 = u[:-1] / rows.columns.alpha[:-1]
+            nxt = residual_noise(x_next[:-1], x0, rows.alpha_next[:-1], rows.sigma_next[:-1])
             self._stock = torch.cat([entry_stock.expand(1, *self.latent_shape), nxt])
         elif self.config.cfg == "onetime":
             self._stock = torch.cat([entry_stock.expand(1, *self.latent_shape), stock[:-1]])
-        if x0 is not buf.x0:  # guided or boundary-conditioned: x0 is not in place yet
-            buf.x0.copy_(x0)
-        self._x, self._x0_prev = buf.x, buf.x0_prev
+        if u is not buf.u:  # boundary-conditioned: u is not in place yet
+            buf.u.copy_(u)
+        self._x, self._u_prev = buf.x, buf.u_prev
         self._shift_frames(noise)
+        return buf.out
+
+    def _advance_plain(self, emb: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """`_advance` where `_plain` holds (the default configuration): the same arithmetic, none of the branches it
+        never takes (guidance, re-noise, image input, tables that differ per slot); it runs at the display rate."""
+        x, table = self._x, self.table
+        self._turn ^= 1
+        buf = self._buffers[self._turn]
+        k = table.columns
+        eps = self._call(x, table.timesteps, self._cond_rows(emb, self.slots))  # (N, C, h, w)
+        u = samplers.to_scaled(eps, x, k.alpha, k.sigma, self.model.prediction_type, into=buf.u)  # alpha x0
+        samplers.advance(x, u, self._u_prev, None, k, table.sampler, into=buf.advanced)
+        self._noises.walk_into(buf.entry, cond.seeds, cond.noise_walk)  # (1, C, h, w) pure noise enters slot 0
+        self._x, self._u_prev = buf.x, buf.u_prev
         return buf.out
 
     def _renoise(self) -> torch.Tensor:
@@ -285,28 +303,23 @@ class StreamEngine:
         """Pre-fill: put a real frame into slot 0 and advance N-1 times, so the next output is a finished frame."""
         entry, entry_stock = self._entry(noise, image_latent)
         self._x = entry.expand(self.slots, *entry.shape).clone()
-        self._x0_prev = torch.zeros_like(self._x)
+        self._u_prev = torch.zeros_like(self._x)
         self._stock = entry_stock.expand(self.slots, *entry.shape).clone()
         self._frame_tables, self._one_table = [self.table] * self.slots, True
         self._frame_noise = [noise] * self.slots
         for _ in range(self.slots - 1):
             before = self.stats.model_calls
-            self._advance(emb, neg, image_latent, cond)
+            self._advance_plain(emb, cond) if self._plain else self._advance(emb, neg, image_latent, cond)
             self.stats.prefill_calls += self.stats.model_calls - before
         self._needs_fill = False
 
     def step(self, cond: Conditioning) -> torch.Tensor:
         """Advance the stream one step with this conditioning; returns the finished frame (3, H, W) in [0, 1]."""
         with torch.inference_mode():  # not the decorator: it builds a second context object every call
-            self._set_motion(cond)
-            emb = self._prompt_embedding(cond)
-            neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
-            image_latent = None
-            if self.config.mode != "txt2img":  # txt2img keeps strength 1 (configure sets it; only images move it)
-                image_latent = self._image_latent(cond)
-                self._update_strength(cond, image_latent)
-            self._set_reference(image_latent)
-            control = self._set_control(cond)
+            image_latent = None if self._plain else self._image_input(cond)
+            control = self._hand_over(cond, image_latent)
+            emb = self._prompts.mix(cond)
+            neg = self._prompts.embed(cond.negative_prompt) if self._negative else None
             key = (cond.prompts, cond.negative_prompt, cond.prompt_blend, cond.seeds, cond.noise_walk, cond.guidance,
                    cond.delta, self._strength, cond.motion_phase, control)  # strength is 1.0 unless an image enters
             if self._needs_fill:
@@ -315,24 +328,20 @@ class StreamEngine:
             if self._skip(key, image_latent):
                 self.stats.skipped += 1
                 return self._last_image
-            latent = self._advance(emb, neg, image_latent, cond)
+            latent = self._advance_plain(emb, cond) if self._plain else self._advance(emb, neg, image_latent, cond)
             self._static_count += 1
             self._last_latent = latent
             self._last_image = self.model.decode(latent)[0]  # decode returns [0, 1] (the Denoiser protocol)
             self.stats.computed += 1
             return self._last_image
 
-    def _set_motion(self, cond: Conditioning) -> None:
-        """Hand the animation phase (cycles) and the seed blend's layout to models that take them (the builtin)."""
-        if self._takes["motion_phase"]:
-            self.model.motion_phase = float(cond.motion_phase)
-        if self._takes["seed_layout"]:
-            self.model.layout = self.model.seed_layout(cond.seeds, cond.noise_walk)
-
-    def _set_reference(self, image_latent: torch.Tensor | None) -> None:
-        """Hand the input picture's latent (img2img, feedback) to models that condition on it (the builtin)."""
-        if self._takes["reference"]:
-            self.model.reference = image_latent
+    def _image_input(self, cond: Conditioning) -> torch.Tensor | None:
+        """The image latent of this step (None in txt2img), with the table of its strength set."""
+        if self.config.mode == "txt2img":  # txt2img keeps strength 1 (configure sets it; only images move it)
+            return None
+        image_latent = self._image_latent(cond)
+        self._update_strength(cond, image_latent)
+        return image_latent
 
     def _skip(self, key: tuple, image_latent: torch.Tensor | None) -> bool:
         """Similarity filter (image input) or static skip (txt2img: every frame in flight saw only this key)."""
@@ -359,26 +368,24 @@ class StreamEngine:
     @torch.inference_mode()
     def render(self, cond: Conditioning) -> torch.Tensor:
         """One frame sampled sequentially (batch 1 per step, no stream): what a frame in the stream equals."""
-        self._set_motion(cond)
-        emb = self._prompt_embedding(cond)
-        neg = self._embed(cond.negative_prompt) if self.config.cfg in ("full", "onetime") else None
+        emb = self._prompts.mix(cond)
+        neg = self._prompts.embed(cond.negative_prompt) if self._negative else None
         noise = self._noise(cond)
         image_latent = self._image_latent(cond) if self.config.mode == "img2img" else None
-        self._set_reference(image_latent)
+        self._hand_over(cond, image_latent)
         self._update_strength(cond, image_latent)
-        self._set_control(cond)
         x, stock = self._entry(noise, image_latent)
         x, stock = x[None], stock[None]
-        x0_prev = None
+        u_prev = None
         for i in range(self.slots):
-            idx = torch.tensor([i], device=self.model.device)
-            x0, stock = self._x0(x, idx, emb, neg, stock, cond, self.table)
-            x0 = samplers.boundary(x0, x, self.table, idx)
+            idx, k = torch.tensor([i], device=self.model.device), self.table.slot_columns[i]
+            u, stock = self._predict(x, idx, emb, neg, stock, cond, self.table)  # (1, C, h, w) alpha x0
+            u = samplers.boundary(u, x, self.table, idx)
             nxt = samplers.renoise_of(noise[:, None], i)  # (1, C, h, w) or None: the stream's convention
-            x_next = samplers.advance(x, x0, x0_prev, nxt, self.table, idx)
+            x_next = samplers.advance(x, u, u_prev, nxt, k, self.table.sampler)
             if i + 1 < self.slots and self.config.cfg == "self":
-                stock = residual_noise(x_next, x0, self.table.alpha_next[idx], self.table.sigma_next[idx])
-            x, x0_prev = x_next, x0
+                stock = residual_noise(x_next, u / k.alpha, self.table.alpha_next[idx], self.table.sigma_next[idx])
+            x, u_prev = x_next, u
         return self.model.decode(x)[0].clamp(0, 1)
 
 

@@ -25,6 +25,7 @@ class StreamNoise:
         self._seeds: dict[int, torch.Tensor] = {}
         self._blend: tuple[tuple | None, tuple[torch.Tensor, ...] | None] = (None, None)  # (seeds, (a, b, partner))
         self._walked: tuple[tuple | None, torch.Tensor | None] = (None, None)  # ((seeds, phase), noise)
+        self._one = torch.ones((), device=device, dtype=dtype)  # noise_walk's unit factor
 
     def seed(self, seed: int) -> torch.Tensor:
         """(2, N, C, h, w) noises of one seed."""
@@ -53,7 +54,7 @@ class StreamNoise:
         """(N or 1, C, h, w): the seed blend walked by `phase` radians (a frozen walk knob: the same tensor)."""
         if self._walked[0] != (seeds, phase):
             a, b, partner = self.blend(seeds)
-            self._walked = ((seeds, phase), noise_walk(a, b, phase, partner))
+            self._walked = ((seeds, phase), noise_walk(a, b, phase, partner, one=self._one))
         return self._walked[1]
 
     def walk_into(self, out: torch.Tensor, seeds: tuple[tuple[int, float], ...], phase: float) -> torch.Tensor:
@@ -62,4 +63,4 @@ class StreamNoise:
         if self.renoises:
             raise ValueError("walk_into writes the start row alone: re-noising samplers use walked()")
         a, b, partner = self.blend(seeds)
-        return noise_walk(a, b, phase, partner, out=out)
+        return noise_walk(a, b, phase, partner, out=out, one=self._one)

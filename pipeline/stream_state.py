@@ -27,15 +27,15 @@ class EngineStats:
 
 class StepBuffers(NamedTuple):
     """Views of the two tensors a stream step writes: the next batch (N + 1, C, h, w), where the shift is the
-    layout (row 0 enters, rows 1..N-1 move on, row N leaves), and the x0 history (N + 1, C, h, w), whose row 0 stays
-    zero (a frame entering slot 0 has no history) and whose rows 1..N take this step's x0."""
+    layout (row 0 enters, rows 1..N-1 move on, row N leaves), and the history of u = alpha x0 (N + 1, C, h, w),
+    whose row 0 stays zero (a frame entering slot 0 has no history) and whose rows 1..N take this step's u."""
 
     entry: torch.Tensor  # (1, C, h, w) batch row 0: the frame entering slot 0
     advanced: torch.Tensor  # (N, C, h, w) batch rows 1..N: every slot advanced one step
     x: torch.Tensor  # (N, C, h, w) batch rows 0..N-1: the next step's slot latents
     out: torch.Tensor  # (1, C, h, w) batch row N: the finished frame
-    x0: torch.Tensor  # (N, C, h, w) history rows 1..N: this step's x0 of every slot
-    x0_prev: torch.Tensor  # (N, C, h, w) history rows 0..N-1: the x0 each frame of the next step had
+    u: torch.Tensor  # (N, C, h, w) history rows 1..N: this step's u of every slot
+    u_prev: torch.Tensor  # (N, C, h, w) history rows 0..N-1: the u each frame of the next step had
 
     @classmethod
     def like(cls, x: torch.Tensor) -> "StepBuffers":

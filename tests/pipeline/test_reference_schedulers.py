@@ -70,7 +70,7 @@ def test_ddim_matches_diffusers_ddim(sd, tiny_sd_model, steps: int) -> None:
     sched = DDIMScheduler.from_pretrained(str(sd_path), subfolder="scheduler", timestep_spacing="trailing")
     assert sched.config.set_alpha_to_one is False
     noise = engine._noise(cond)[:1]
-    ref = _reference(sd, sched, None, steps, noise, engine._prompt_embedding(cond))
+    ref = _reference(sd, sched, None, steps, noise, engine.prompt_embedding(cond))
     assert [int(t) for t in sched.timesteps] == engine.table.timesteps.long().tolist()
     assert float((ours - ref).abs().max()) <= 1e-4
 
@@ -85,7 +85,7 @@ def test_dpmpp_2m_matches_diffusers_dpm_solver_multistep(sd, steps: int) -> None
                                         algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
                                         timestep_spacing="trailing", final_sigmas_type="zero")
     noise = engine._noise(cond)[:1]
-    ref = _reference(sd, sched, None, steps, noise, engine._prompt_embedding(cond))
+    ref = _reference(sd, sched, None, steps, noise, engine.prompt_embedding(cond))
     assert [int(t) for t in sched.timesteps] == engine.table.timesteps.long().tolist()
     assert float((ours - ref).abs().max()) <= 1e-4
 
@@ -103,7 +103,7 @@ def test_lcm_matches_diffusers_lcm_with_the_same_noise(sd, kw: dict) -> None:
     if "steps" in kw:
         sched.set_timesteps(steps)
         assert [int(t) for t in sched.timesteps] == timesteps
-    ref = _reference(sd, sched, timesteps, steps, noises[:1], engine._prompt_embedding(cond),
+    ref = _reference(sd, sched, timesteps, steps, noises[:1], engine.prompt_embedding(cond),
                      step_noises=[noises[i + 1 : i + 2] if i + 1 < steps else noises[:1] for i in range(steps)])
     assert float((ours - ref).abs().max()) <= 1e-4
 
@@ -122,6 +122,6 @@ def test_karras_and_logsnr_pass_rounded_timesteps_like_diffusers(sd, spacing: st
                                         final_sigmas_type="zero", use_karras_sigmas=spacing == "karras",
                                         use_lu_lambdas=spacing == "logsnr")
     noise = engine._noise(cond)[:1]
-    ref = _reference(sd, sched, None, 6, noise, engine._prompt_embedding(cond))
+    ref = _reference(sd, sched, None, 6, noise, engine.prompt_embedding(cond))
     assert [int(t) for t in sched.timesteps] == engine.table.timesteps.long().tolist()
     assert float((ours - ref).abs().max()) <= 1e-3 * float(ref.abs().max())

@@ -72,7 +72,7 @@ def test_sdxl_stream_equals_sequential_and_blending_moves_the_pooled_embedding(m
     cond = Conditioning(prompts=(("a red square", 0.6), ("blue rings", 0.4)), seeds=((5, 1.0),))
     frames = [engine.step(cond) for _ in range(steps + 1)]
     torch.testing.assert_close(frames[-1], engine.render(cond), atol=1e-5, rtol=0)
-    blend = engine._prompt_embedding(cond)[TOKENS]
+    blend = engine.prompt_embedding(cond)[TOKENS]
     a, b = model.encode_prompt("a red square")[TOKENS], model.encode_prompt("blue rings")[TOKENS]
     assert float((blend - a).abs().max()) > 1e-4 and float((blend - b).abs().max()) > 1e-4
 

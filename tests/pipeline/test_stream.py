@@ -183,3 +183,20 @@ def test_a_still_input_image_does_not_freeze_moving_knobs() -> None:
     for _ in range(8):  # same picture, knobs still: the similarity filter may skip
         eng.step(Conditioning(image=still, strength=0.6, noise_walk=0.7))
     assert eng.stats.skipped > 0
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_plain_step_gives_the_frames_of_the_general_step(sampler: str) -> None:
+    """The default configuration's lean step (`_advance_plain`) and the general one give identical frames while the
+    walk moves, stops, and the seed blend and prompt mix change."""
+    from pipeline.builtin import load_builtin
+
+    plain, general = (StreamEngine(load_builtin(), EngineConfig(size_px=(64, 64), sampler=sampler, steps=4))
+                      for _ in "pg")
+    assert plain._plain and general._plain
+    general._plain = False
+    for k in range(14):
+        cond = Conditioning(prompts=(("neon rings", 1.0), ("ocean waves", 0.1 * k)), seeds=((3, 1.0), (4, k / 13)),
+                            noise_walk=0.0 if k in (5, 6, 7) else 0.13 * k, motion_phase=0.05 * k)
+        assert torch.equal(plain.step(cond), general.step(cond)), k
+    assert plain.stats.computed == general.stats.computed == 14

@@ -158,7 +158,7 @@ def test_sequential_sampler_and_stream_share_one_re_noise_convention() -> None:
     model = GaussianModel()
     eng = StreamEngine(model, EngineConfig(size_px=SIZE, sampler="lcm", steps=4, cfg="none"))
     cond = Conditioning(prompts=(("red", 1.0),), seeds=((7, 1.0),), noise_walk=0.3)
-    noises, emb, table = eng._noise(cond), eng._prompt_embedding(cond), eng.table
+    noises, emb, table = eng._noise(cond), eng.prompt_embedding(cond), eng.table
 
     def model_x0(x: torch.Tensor, i: int) -> torch.Tensor:
         t = table.timesteps[i : i + 1].float()
