@@ -265,9 +265,12 @@ class BuiltinModel:
     def seed_layout(self, seeds: tuple[tuple[int, float], ...], noise_walk: float) -> tuple[tuple[float, float], ...]:
         """The layout blend of a seed blend and noise walk: each seed's own layout, weighted as the seeds are, all
         travelling once round the loop per 2 pi of walk (the walk's noise and pictures are both periodic in 2 pi)."""
-        n = self.num_layouts
+        n = 2 * self.config.variants  # num_layouts (no property call: this runs every stream step)
         walk = float(noise_walk) * n / (2 * math.pi) if math.isfinite(noise_walk) else 0.0
-        return tuple([(float((int(s) * SEED_STRIDE) % n) + walk, float(w)) for s, w in seeds])
+        layout = []
+        for s, w in seeds:
+            layout.append((float((int(s) * SEED_STRIDE) % n) + walk, float(w)))
+        return tuple(layout)
 
     def _styles_cached(self, emb: torch.Tensor, height: int, width: int,
                        phase: float) -> tuple[torch.Tensor, torch.Tensor]:

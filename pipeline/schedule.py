@@ -180,9 +180,9 @@ class SlotTable:
     sampler: str
     threshold: tuple[float, float] | None = None  # dynamic thresholding (ratio, max value) of x0, None = off
 
-    @property
+    @cached_property
     def slots(self) -> int:
-        """Number of slots N."""
+        """Number of slots N (kept: `len` of a tensor is slow next to a dict look-up, and the stream asks often)."""
         return len(self.timesteps)
 
     def to(self, device: torch.device, dtype: torch.dtype) -> "SlotTable":

@@ -51,6 +51,9 @@ class StreamEngine:
         self._takes_phase, self._takes_layout, self._takes_reference = (
             hasattr(model, k) for k in ("motion_phase", "seed_layout", "reference"))
         self._take_control = getattr(model, "take_control", None)
+        # one inference-mode context for every step: building it costs more than the guard itself (step is not
+        # re-entrant: one thread steps an engine, see pipeline.worker)
+        self._inference = torch.inference_mode()
         self.configure(config)
 
     # ---- configuration -------------------------------------------------------------------------------------
@@ -88,7 +91,7 @@ class StreamEngine:
         self._u_prev = torch.zeros_like(self._x)  # (N, C, h, w) u = alpha x0 each frame had at its previous slot
         self._buffers = [StepBuffers.like(self._x) for _ in "ab"]  # what _advance writes, in turn
         self._turn = 0
-        self._cond_batch: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)  # (emb, emb as a batch)
+        self._cond_batch: tuple = (None, 0, None)  # (emb, B, emb as a (B, L, D) batch)
         # (N, C, h, w) what residual CFG carries per frame: "self" the virtual residual noise, "onetime" the
         # negative prompt's x0 estimate from slot 0 (the negative noise at a slot is the residual against it)
         self._stock = torch.zeros_like(self._x)
@@ -229,10 +232,10 @@ class StreamEngine:
 
     def _cond_rows(self, emb: torch.Tensor, b: int) -> torch.Tensor:
         """(B, L, D) the prompt embedding as a batch, kept while the prompt mix holds."""
-        emb_of, cond_b = self._cond_batch
-        if emb_of is not emb or cond_b.shape[0] != b:
+        emb_of, b_of, cond_b = self._cond_batch
+        if emb_of is not emb or b_of != b:
             cond_b = emb.expand(b, *emb.shape)
-            self._cond_batch = (emb, cond_b)
+            self._cond_batch = (emb, b, cond_b)
         return cond_b
 
     def _call(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -315,7 +318,7 @@ class StreamEngine:
 
     def step(self, cond: Conditioning) -> torch.Tensor:
         """Advance the stream one step with this conditioning; returns the finished frame (3, H, W) in [0, 1]."""
-        with torch.inference_mode():  # not the decorator: it builds a second context object every call
+        with self._inference:  # one context object, not the decorator's new one per call
             image_latent = None if self._plain else self._image_input(cond)
             control = self._hand_over(cond, image_latent)
             emb = self._prompts.mix(cond)
