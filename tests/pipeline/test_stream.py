@@ -35,7 +35,8 @@ def test_every_stream_frame_equals_sequential_sampling(sampler: str, cfg: str) -
 @pytest.mark.parametrize("sampler, kw", [("turbo", {"steps": 3}), ("lcm", {"steps": 4}),
                                           ("lcm", {"t_index_list": (0, 16, 32, 45)})])
 def test_renoising_samplers_stream_equals_sequential(sampler: str, kw: dict) -> None:
-    eng = StreamEngine(GaussianModel(), EngineConfig(size_px=SIZE, sampler=sampler, cfg="none", skip_static=False, **kw))
+    eng = StreamEngine(GaussianModel(),
+                       EngineConfig(size_px=SIZE, sampler=sampler, cfg="none", skip_static=False, **kw))
     cond = Conditioning(prompts=(("red", 1.0),), seeds=((5, 1.0),))
     expected = eng.render(cond)
     for _ in range(2 * eng.slots):
@@ -200,3 +201,29 @@ def test_plain_step_gives_the_frames_of_the_general_step(sampler: str) -> None:
                             noise_walk=0.0 if k in (5, 6, 7) else 0.13 * k, motion_phase=0.05 * k)
         assert torch.equal(plain.step(cond), general.step(cond)), k
     assert plain.stats.computed == general.stats.computed == 14
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_thresholded_stream_equals_the_x0_form_solver(sampler: str) -> None:
+    """Dynamic thresholding acts on x0 while the stream carries alpha x0: a stream frame equals DPM-Solver++ written
+    out in x0 (x_next = a x + b (x0 + d (x0 - x0_prev)), x0 thresholded), from the noise the frame entered with."""
+    from pipeline.samplers import dynamic_threshold
+    from pipeline.schedule import SchedulerSettings
+
+    model = GaussianModel(mu=1.5, s=0.8)  # a data scale that the 0.9-quantile threshold clips
+    model.scheduler_settings = SchedulerSettings(thresholding=True, dynamic_thresholding_ratio=0.9)
+    eng = StreamEngine(model, EngineConfig(size_px=SIZE, sampler=sampler, steps=4, cfg="none", skip_static=False))
+    assert eng.table.threshold is not None and not eng._plain
+    cond = Conditioning(prompts=(("red", 1.0),), seeds=((2, 1.0),))
+    frame = eng.step(cond)  # the first output: the pre-filled frame that entered with cond's noise
+    tab, emb = eng.table, eng.prompt_embedding(cond)
+    x, x0_prev = eng._noise(cond)[:1], None
+    for i in range(tab.slots):
+        eps = model(x, tab.timesteps[i:i + 1], emb[None])
+        x0 = dynamic_threshold((x - tab.sigma[i] * eps) / tab.alpha[i], *tab.threshold)
+        d = tab.d[i] if x0_prev is not None and sampler == "dpmpp_2m" else 0.0
+        x = tab.a[i] * x + tab.b[i] * (x0 + d * (x0 - (x0 if x0_prev is None else x0_prev)))
+        x0_prev = x0
+    expected = model.decode(x)[0].clamp(0, 1)
+    assert float((frame - expected).abs().max()) <= 1e-6
+    assert float((frame - eng.render(cond)).abs().max()) <= 1e-6
