@@ -10,7 +10,7 @@ one pass over the latents, no division); the coefficients that multiply it carry
 
 Every term of a stream step is one `torch.addcmul(..., out=)`: right after the model call the CPU's caches are cold
 and each distinct torch op pays for its own dispatch path again (~8 us at 256x256 on a 2-core CPU), while one op
-used for every term is warm after its first (measured: the step's six terms 53 -> 40 us; `livekit bench`).
+used for every term is warm after its first (the step's six terms measured in place: 53 -> 40 us).
 """
 
 from __future__ import annotations

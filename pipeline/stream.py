@@ -192,8 +192,8 @@ class StreamEngine:
 
     # ---- the stream --------------------------------------------------------------------------------------------
     def _predict(self, x: torch.Tensor, idx: torch.Tensor | None, emb: torch.Tensor, neg: torch.Tensor | None,
-            stock: torch.Tensor, cond: Conditioning, table: SlotTable,
-            into: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 stock: torch.Tensor, cond: Conditioning, table: SlotTable,
+                 into: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Guided scaled data prediction u = alpha x0 (`pipeline.samplers`) for latents x (B, C, h, w) at slots idx
         of table (None: every slot); one model call. Returns (u, stock): stock is the residual noise ("self") or the
         negative x0 estimate ("onetime") each frame carries. u is written into `into` when given (the stream's
