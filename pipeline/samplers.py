@@ -39,15 +39,14 @@ def _columns(table: SlotTable, idx: torch.Tensor | None) -> SlotColumns:
     return SlotColumns(*(getattr(k, f.name)[idx] for f in fields(SlotColumns)))
 
 
-def to_x0(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor, prediction: str,
-          into: torch.Tensor | None = None) -> torch.Tensor:
-    """Data prediction x0 from a model output (epsilon, v_prediction or sample); alpha, sigma are (B,) or columns.
-    into, if given, receives x0 (epsilon and v_prediction; a sample prediction is returned as it is)."""
+def to_x0(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, sigma: torch.Tensor,
+          prediction: str) -> torch.Tensor:
+    """Data prediction x0 from a model output (epsilon, v_prediction or sample); alpha, sigma are (B,) or columns."""
     a, s = _col(alpha), _col(sigma)
     if prediction == "epsilon":
-        return torch.addcmul(x, out, s, value=-1.0, out=into).div_(a)  # (x - s out) / a in two passes
+        return torch.addcmul(x, out, s, value=-1.0).div_(a)  # (x - s out) / a in two passes
     if prediction == "v_prediction":
-        return torch.mul(x, a, out=into).addcmul_(out, s, value=-1.0)
+        return torch.mul(x, a).addcmul_(out, s, value=-1.0)
     if prediction == "sample":
         return out
     raise ValueError(f"prediction type must be epsilon, v_prediction or sample, got {prediction!r}")

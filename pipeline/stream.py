@@ -254,6 +254,8 @@ class StreamEngine:
     def _advance(self, emb: torch.Tensor, neg: torch.Tensor | None, image_latent: torch.Tensor | None,
                  cond: Conditioning) -> torch.Tensor:
         """One stream step: a model call for every slot, shift, a new frame into slot 0. Returns the output latent."""
+        if self._plain:
+            return self._advance_plain(emb, cond)
         x, rows = self._x, self._rows()
         self._turn ^= 1  # two buffer sets in turn: a step never writes the set it reads (the previous step's)
         buf = self._buffers[self._turn]
@@ -312,7 +314,7 @@ class StreamEngine:
         self._frame_noise = [noise] * self.slots
         for _ in range(self.slots - 1):
             before = self.stats.model_calls
-            self._advance_plain(emb, cond) if self._plain else self._advance(emb, neg, image_latent, cond)
+            self._advance(emb, neg, image_latent, cond)
             self.stats.prefill_calls += self.stats.model_calls - before
         self._needs_fill = False
 
@@ -331,7 +333,7 @@ class StreamEngine:
             if self._skip(key, image_latent):
                 self.stats.skipped += 1
                 return self._last_image
-            latent = self._advance_plain(emb, cond) if self._plain else self._advance(emb, neg, image_latent, cond)
+            latent = self._advance(emb, neg, image_latent, cond)
             self._static_count += 1
             self._last_latent = latent
             self._last_image = self.model.decode(latent)[0]  # decode returns [0, 1] (the Denoiser protocol)
